@@ -1,0 +1,48 @@
+"""Command line: ``surrogate-emo run [--config FILE] [--option VALUE ...]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from surrogate_emo.config import add_config_arguments, config_from_dict, load_config_file
+from surrogate_emo.errors import SurrogateEMOError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="surrogate-emo", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser(
+        "run", help="run or resume a compression search",
+        description="Run (or resume, with the same command) a compression search. With no option: the quickstart "
+                    "on the bundled digits. Options override the config file's keys one to one.")
+    run.add_argument("--config", help="TOML or YAML file whose keys are the options below (underscores or dashes)")
+    add_config_arguments(run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        values = load_config_file(args.config) if args.config else {}
+        values.update({key: value for key, value in vars(args).items()
+                       if value is not None and key not in ("command", "config")})
+        config = config_from_dict(values)
+        from surrogate_emo.pipeline import run  # heavy imports only once the arguments are known to be good
+
+        result = run(config)
+    except SurrogateEMOError as error:
+        print(f"surrogate-emo: error: {error}", file=sys.stderr)
+        return 2
+    summary = result.summary
+    print(json.dumps({key: summary[key] for key in (
+        "true_evaluations", "failed", "final_hypervolume_val", "dense_test_error",
+        "best_compression_within_1pt_test", "best_compression_within_2pt_test", "wall_seconds_this_session")},
+        indent=2))
+    print(f"outputs written to {result.run_dir}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

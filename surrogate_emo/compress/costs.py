@@ -1,0 +1,101 @@
+"""Exact costs: counted from the genome without building anything, and measured from a built module.
+
+Both count parameters (trainable values), stored bytes (parameters plus int32 indices, float32 values) and
+multiply-accumulates (MACs) of ``Linear`` and ``Conv2d`` work per sample; pooling and activations are not counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from surrogate_emo.compress.layers import LowRankSparse
+from surrogate_emo.space import CompressionSpace, LayerSetting, LayerSpec
+
+VALUE_BYTES = 4  # float32
+INDEX_BYTES = 4  # int32 flat index of a kept residual entry
+
+
+@dataclass(frozen=True)
+class Costs:
+    params: int
+    bytes: int
+    macs: int
+
+    def __add__(self, other: Costs) -> Costs:
+        return Costs(self.params + other.params, self.bytes + other.bytes, self.macs + other.macs)
+
+    def __sub__(self, other: Costs) -> Costs:
+        return Costs(self.params - other.params, self.bytes - other.bytes, self.macs - other.macs)
+
+
+def dense_layer_costs(spec: LayerSpec) -> Costs:
+    params = spec.numel + (spec.rows if spec.has_bias else 0)
+    return Costs(params, params * VALUE_BYTES, spec.numel * spec.out_positions)
+
+
+def compressed_layer_costs(spec: LayerSpec, setting: LayerSetting) -> Costs:
+    """U (`rows x r`), V (`r x cols`), nnz values and indices, bias; MACs r(rows+cols)+nnz per output position."""
+    params = setting.rank * (spec.rows + spec.cols) + setting.nnz + (spec.rows if spec.has_bias else 0)
+    macs = (setting.rank * (spec.rows + spec.cols) + setting.nnz) * spec.out_positions
+    return Costs(params, params * VALUE_BYTES + setting.nnz * INDEX_BYTES, macs)
+
+
+class CostModel:
+    """Costs of any genome of ``space`` for one model, exact and cheap: the cheap objectives of the search.
+
+    Example:
+        >>> from surrogate_emo.models import mlp
+        >>> base = mlp((1, 8, 8), 10)
+        >>> costs = CostModel(CompressionSpace.from_model(base, (1, 8, 8)), measure(base, (1, 8, 8)))
+        >>> costs.dense.params, costs.of([0.0] * 6).params  # only the biases survive an all-zero genome
+        (50186, 394)
+    """
+
+    def __init__(self, space: CompressionSpace, dense: Costs) -> None:
+        self.space = space
+        self.dense = dense
+        # what the model holds outside the compressed layers (other layers, normalisation, ...)
+        self._rest = dense
+        for spec in space.layers:
+            self._rest = self._rest - dense_layer_costs(spec)
+
+    def of(self, genome) -> Costs:
+        total = self._rest
+        for spec, setting in zip(self.space.layers, self.space.decode(genome)):
+            total = total + compressed_layer_costs(spec, setting)
+        return total
+
+    def ratios(self, genome) -> dict[str, float]:
+        """Compressed / dense for params, bytes and MACs (below 1 means smaller); the cheap objectives."""
+        costs = self.of(genome)
+        return {"params": costs.params / self.dense.params, "bytes": costs.bytes / self.dense.bytes,
+                "macs": costs.macs / self.dense.macs}
+
+
+def measure(model: nn.Module, input_shape: tuple[int, ...]) -> Costs:
+    """Count what a built model stores and computes: parameters, state-dict bytes, and MACs of one forward pass."""
+    params = sum(p.numel() for p in model.parameters())
+    stored = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    macs = 0
+
+    def count(module: nn.Module, _inputs, output: torch.Tensor) -> None:
+        nonlocal macs
+        positions = output[0, 0].numel()  # output pixels per sample; 1 for a Linear
+        if isinstance(module, LowRankSparse):
+            macs += module.macs_per_position() * positions
+        elif isinstance(module, nn.Linear):
+            macs += module.in_features * module.out_features
+        elif isinstance(module, nn.Conv2d):
+            macs += module.weight.numel() * positions
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (LowRankSparse, nn.Linear, nn.Conv2d))]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *input_shape))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return Costs(params, stored, macs)

@@ -1,0 +1,163 @@
+"""Run configuration: one typed dataclass; TOML/YAML files and CLI options map one-to-one onto its fields."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from surrogate_emo.errors import ConfigError
+
+# Fields that may change when a run is resumed: they do not change what any trial computes.
+RESUMABLE_FIELDS = ("budget", "progress", "output_dir", "final_test")
+
+
+def _opt(default, help: str):
+    if isinstance(default, list):  # a fresh list per instance: no shared mutable default
+        return field(default_factory=lambda: list(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run. Each field is a config-file key and a ``--kebab-case`` CLI option.
+
+    Example:
+        >>> RunConfig(budget=50).search
+        'nsga2'
+    """
+
+    name: str = _opt("quickstart", "run name: outputs go to <output_dir>/<name>/ and the study keys runs by it")
+    dataset: str = _opt("digits", "data set: digits (bundled), fashion-mnist (Debian package), idx (--data-dir)")
+    data_dir: str | None = _opt(None, "folder of MNIST-format IDX files (MNIST, Fashion-MNIST, KMNIST)")
+    data_seed: int = _opt(0, "seed of the fixed train/validation/test split")
+    model: str = _opt("mlp", "model: mlp, lenet-300-100, lenet-5, or package.module:factory(input_shape, n_classes)")
+    layers: list[str] | None = _opt(None, "names of the layers to compress (default: every Linear and Conv2d)")
+    decades: float = _opt(3.0, "decades spanned by the log-scale keep fraction of each gene")
+    objectives: list[str] = _opt(["params"], "cheap objectives beside the error: params, bytes, macs")
+    search: str = _opt("nsga2", "search: nsga2 (full evaluation), random, or package.module:SearchClass")
+    budget: int = _opt(300, "true evaluations (fine-tunings) the search may spend")
+    pop_size: int = _opt(30, "NSGA-II population size; batch size of random search")
+    seed: int = _opt(0, "seed of the search, the base model and every fine-tune")
+    base_epochs: float = _opt(30.0, "epochs of dense training of the base model (trained once, then cached)")
+    finetune_epochs: float = _opt(3.0, "fine-tuning epochs per true evaluation")
+    finetune_steps: int | None = _opt(None, "fine-tuning minibatch steps per evaluation (overrides finetune_epochs)")
+    final_finetune_epochs: float = _opt(0.0, "extra fine-tuning epochs for front models before the test re-score")
+    lr: float = _opt(1e-3, "Adam learning rate for training and fine-tuning")
+    batch_size: int = _opt(128, "minibatch size")
+    output_dir: str = _opt("results", "folder that receives <name>/")
+    study: str | None = _opt(None, "SQLite study file (default: <output_dir>/<name>/study.sqlite)")
+    cache_dir: str = _opt("~/.cache/surrogate_emo", "where trained base models are kept, by config hash")
+    progress: bool = _opt(True, "show a progress bar")
+    final_test: bool = _opt(True, "re-score the final front on the test split")
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        checks = [
+            ("budget", self.budget >= 1, "an integer >= 1"),
+            ("pop_size", self.pop_size >= 2, "an integer >= 2"),
+            ("base_epochs", self.base_epochs >= 0, "a number >= 0"),
+            ("finetune_epochs", self.finetune_epochs >= 0, "a number >= 0"),
+            ("finetune_steps", self.finetune_steps is None or self.finetune_steps >= 0, "an integer >= 0 or unset"),
+            ("final_finetune_epochs", self.final_finetune_epochs >= 0, "a number >= 0"),
+            ("lr", self.lr > 0, "a positive number"),
+            ("batch_size", self.batch_size >= 1, "an integer >= 1"),
+            ("decades", self.decades > 0, "a positive number"),
+            ("name", bool(self.name) and "/" not in self.name, "a non-empty name without '/'"),
+        ]
+        for key, ok, expected in checks:
+            if not ok:
+                raise ConfigError(f"{key} must be {expected}, got {getattr(self, key)!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+def _field_types() -> dict[str, object]:
+    return typing.get_type_hints(RunConfig)
+
+
+def _base_type(annotation) -> tuple[type, bool]:
+    """(scalar type, is_list) of an annotation such as ``int | None`` or ``list[str] | None``."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)] if isinstance(annotation, types.UnionType) else [annotation]
+    inner = args[0]
+    if typing.get_origin(inner) is list:
+        return typing.get_args(inner)[0], True
+    return inner, False
+
+
+def _coerce(key: str, value, annotation):
+    scalar, is_list = _base_type(annotation)
+    if value is None:
+        if type(None) in typing.get_args(annotation):
+            return None
+        raise ConfigError(f"{key} must be a {scalar.__name__}, got None")
+    if is_list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list of {scalar.__name__}, got {value!r}")
+        return [_coerce(key, item, scalar) for item in value]
+    if scalar is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, scalar) or (scalar is int and isinstance(value, bool)):
+        raise ConfigError(f"{key} must be a {scalar.__name__}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def config_from_dict(values: dict) -> RunConfig:
+    """Build a `RunConfig` from a mapping, rejecting unknown keys and wrong types with what was expected."""
+    hints = _field_types()
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise ConfigError(f"unknown config keys {unknown}; known keys: {sorted(hints)}")
+    return RunConfig(**{key: _coerce(key, value, hints[key]) for key, value in values.items()})
+
+
+def load_config_file(path: str | Path) -> dict:
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) config file into a dict (keys use underscores)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            values = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            try:
+                import yaml
+            except ImportError as error:
+                raise ConfigError("YAML config files need PyYAML: pip install 'surrogate-emo[yaml]'") from error
+            values = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(f"config file must end in .toml, .yaml or .yml, got {path.name!r}")
+    except (tomllib.TOMLDecodeError, ValueError) as error:
+        if isinstance(error, ConfigError):
+            raise
+        raise ConfigError(f"{path} is not valid {path.suffix[1:].upper()}: {error}") from error
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path} must hold a table of keys, got {type(values).__name__}")
+    return {key.replace("-", "_"): value for key, value in values.items()}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One ``--option`` per `RunConfig` field, default unset so the config file's value stands unless given."""
+    hints = _field_types()
+    for item in dataclasses.fields(RunConfig):
+        flag = "--" + item.name.replace("_", "-")
+        scalar, is_list = _base_type(hints[item.name])
+        default = item.default_factory() if item.default is dataclasses.MISSING else item.default
+        help_text = f"{item.metadata['help']} (default: {default})"
+        if scalar is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            parser.add_argument(flag, type=scalar, nargs="+" if is_list else None, default=None, help=help_text,
+                                metavar=item.name.upper())

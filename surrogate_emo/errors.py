@@ -1,0 +1,31 @@
+"""One root exception for the package, children that also inherit the matching built-in."""
+
+from __future__ import annotations
+
+
+class SurrogateEMOError(Exception):
+    """Root of every error raised on purpose by surrogate_emo."""
+
+
+class ConfigError(SurrogateEMOError, ValueError):
+    """A configuration value or file is malformed, or names something unknown."""
+
+
+class SearchSpaceError(SurrogateEMOError, ValueError):
+    """A genome does not fit the search space (length, bounds, NaN)."""
+
+
+class DataError(SurrogateEMOError, FileNotFoundError):
+    """A data set could not be found or read."""
+
+
+class FineTuneDiverged(SurrogateEMOError, ArithmeticError):
+    """Fine-tuning produced a non-finite loss or weights."""
+
+
+class StudyMismatchError(SurrogateEMOError, ValueError):
+    """A study on disk was written by a different configuration than the one resuming it."""
+
+
+class SurrogateEMOWarning(UserWarning):
+    """Soft problems: something was skipped or adjusted, the run goes on."""

@@ -1,0 +1,49 @@
+"""Reference networks, built by name, or any user ``nn.Module`` factory by import path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from surrogate_emo.errors import ConfigError
+from surrogate_emo.registry import resolve
+
+
+def mlp(input_shape: tuple[int, ...], n_classes: int, hidden: tuple[int, ...] = (256, 128)) -> nn.Module:
+    """A small ReLU MLP, the default for the 8x8 digits."""
+    sizes = [int(torch.tensor(input_shape).prod())] + list(hidden)
+    layers: list[nn.Module] = [nn.Flatten()]
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+    layers.append(nn.Linear(sizes[-1], n_classes))
+    return nn.Sequential(*layers)
+
+
+def lenet_300_100(input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
+    """LeNet-300-100 (LeCun et al. 1998): 784-300-100-10 with ReLU."""
+    return mlp(input_shape, n_classes, hidden=(300, 100))
+
+
+def lenet_5(input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
+    """LeNet-5 as in Caffe's example: conv 20@5x5, pool, conv 50@5x5, pool, fc 500, ReLU, fc."""
+    channels, height, width = input_shape
+    if height < 16 or width < 16:
+        raise ConfigError(f"lenet-5 needs inputs of at least 16x16 pixels (28x28 intended), got {height}x{width}")
+    features = nn.Sequential(nn.Conv2d(channels, 20, 5), nn.MaxPool2d(2), nn.Conv2d(20, 50, 5), nn.MaxPool2d(2))
+    with torch.no_grad():
+        flat = features(torch.zeros(1, *input_shape)).numel()
+    return nn.Sequential(*features, nn.Flatten(), nn.Linear(flat, 500), nn.ReLU(), nn.Linear(500, n_classes))
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": mlp, "lenet-300-100": lenet_300_100, "lenet-5": lenet_5}
+
+
+def build_model(name: str, input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
+    """Build a reference model by name, or call a user factory ``package.module:factory(input_shape, n_classes)``."""
+    factory = resolve(name, MODELS, kind="model")
+    model = factory(tuple(input_shape), n_classes)
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model factory {name!r} must return a torch.nn.Module, got {type(model).__name__}")
+    return model

@@ -1,0 +1,141 @@
+"""One run from a `RunConfig`: data, base model, space, evaluator, study, search, front re-scored on test, report."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from surrogate_emo.compress import CostModel, measure
+from surrogate_emo.config import RESUMABLE_FIELDS, RunConfig
+from surrogate_emo.data import DataSplits, load_dataset
+from surrogate_emo.errors import ConfigError
+from surrogate_emo.evaluate import Evaluation, Evaluator
+from surrogate_emo.front import pareto_indices
+from surrogate_emo.models import build_model
+from surrogate_emo.registry import resolve
+from surrogate_emo.report import write_report
+from surrogate_emo.search import SEARCHES, TrialRunner
+from surrogate_emo.search.base import Search
+from surrogate_emo.space import CompressionSpace
+from surrogate_emo.store import Study
+from surrogate_emo.train import base_model, error_rate, fit, steps_for
+
+
+@dataclass
+class Setup:
+    """What every search of one configuration shares: data, trained base model, space, costs, evaluator."""
+
+    data: DataSplits
+    base: nn.Module
+    evaluator: Evaluator
+    dense_val_error: float
+    dense_test_error: float
+    base_from_cache: bool
+
+    @property
+    def space(self) -> CompressionSpace:
+        return self.evaluator.space
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    evaluations: list[Evaluation]
+    front: list[dict]
+    summary: dict
+
+
+def prepare(config: RunConfig) -> Setup:
+    """Load data, train (or load) the dense base model, and build the evaluator."""
+    data = load_dataset(config.dataset, config.data_dir, seed=config.data_seed)
+    torch.manual_seed(config.seed)  # the base model's initial weights
+    model = build_model(config.model, data.input_shape, data.n_classes)
+    key = {"dataset": config.dataset, "data_dir": str(Path(config.data_dir).resolve()) if config.data_dir else None,
+           "data_seed": config.data_seed, "model": config.model, "epochs": config.base_epochs, "lr": config.lr,
+           "batch_size": config.batch_size, "seed": config.seed, "torch": torch.__version__}
+    base, cached = base_model(model, data, config.base_epochs, config.lr, config.batch_size, config.seed,
+                              config.cache_dir, key)
+    space = CompressionSpace.from_model(base, data.input_shape, config.layers, config.decades)
+    cost_model = CostModel(space, measure(base, data.input_shape))
+    steps = config.finetune_steps if config.finetune_steps is not None else steps_for(
+        config.finetune_epochs, len(data.train), config.batch_size)
+    evaluator = Evaluator(base, data, cost_model, steps, config.lr, config.batch_size, tuple(config.objectives))
+    return Setup(data, base, evaluator, error_rate(base, data.val), error_rate(base, data.test), cached)
+
+
+def make_search(config: RunConfig, dim: int, n_obj: int) -> Search:
+    """The search named by ``config.search``: a built-in name or ``package.module:Class``."""
+    search_class = resolve(config.search, SEARCHES, kind="search")
+    if not (isinstance(search_class, type) and issubclass(search_class, Search)):
+        raise ConfigError(f"search {config.search!r} must name a subclass of surrogate_emo.search.Search, "
+                          f"got {search_class!r}")
+    return search_class.from_config(config, dim, n_obj)
+
+
+def rescore_front(setup: Setup, evaluations: list[Evaluation], config: RunConfig) -> list[dict]:
+    """Rebuild each front model (same genome, same seed: the same weights) and score it on the test split.
+
+    The validation error is recomputed too, so a front whose fine-tunes do not reproduce is visible.
+    """
+    ok = [e for e in evaluations if e.ok]
+    if not ok:
+        return []
+    objectives = np.array([setup.evaluator.objectives(e) for e in ok])
+    rows = []
+    trials = {id(e): i for i, e in enumerate(evaluations)}
+    for index in pareto_indices(objectives):
+        evaluation = ok[index]
+        model, _ = setup.evaluator.finetune(evaluation.genome, evaluation.seed)
+        reproduced = error_rate(model, setup.data.val)
+        if config.final_finetune_epochs > 0:
+            fit(model, setup.data.train, steps_for(config.final_finetune_epochs, len(setup.data.train), config.batch_size),
+                lr=config.lr, batch_size=config.batch_size, seed=evaluation.seed + 1)
+        rows.append({"trial": trials[id(evaluation)], "val_error": evaluation.error, "val_error_rebuilt": reproduced,
+                     "test_error": error_rate(model, setup.data.test), "evaluation": evaluation})
+    return rows
+
+
+def run(config: RunConfig) -> RunResult:
+    """Run (or resume) the search that ``config`` describes and write its report under ``config.run_dir``."""
+    started = time.perf_counter()
+    setup = prepare(config)
+    run_dir = config.run_dir
+    study = Study(config.study or run_dir / "study.sqlite")
+    try:
+        identity = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_FIELDS}
+        run_id = study.open_run(config.name, identity)
+        study.set_info(run_id, dense_val_error=setup.dense_val_error, dense_test_error=setup.dense_test_error,
+                       space=setup.space.describe(), finetune_steps=setup.evaluator.steps)
+        n_obj = len(setup.evaluator.objective_names)
+        runner = TrialRunner(setup.evaluator, study, run_id, config.seed, config.budget, np.ones(n_obj),
+                             progress=config.progress)
+        evaluations = runner.run(make_search(config, setup.space.dim, n_obj))
+    finally:
+        study.close()
+    search_seconds = runner.search_seconds
+    front = rescore_front(setup, evaluations, config) if config.final_test else []
+    summary = {
+        "run": config.name, "dataset": config.dataset, "model": config.model, "search": config.search,
+        "seed": config.seed, "budget": config.budget, "true_evaluations": len(evaluations),
+        "replayed_from_study": runner.replayed, "evaluated_now": setup.evaluator.n_evaluations,
+        "failed": sum(not e.ok for e in evaluations),
+        "finetune_steps_per_evaluation": setup.evaluator.steps,
+        "finetune_steps_total": int(sum(e.steps for e in evaluations)),
+        "finetune_seconds_total": float(sum(e.seconds for e in evaluations)),
+        "search_overhead_seconds_this_session": search_seconds,
+        "wall_seconds_this_session": time.perf_counter() - started,
+        "base_model_from_cache": setup.base_from_cache,
+        "dense_val_error": setup.dense_val_error, "dense_test_error": setup.dense_test_error,
+        "dense_params": setup.evaluator.cost_model.dense.params,
+        "dense_bytes": setup.evaluator.cost_model.dense.bytes,
+        "dense_macs": setup.evaluator.cost_model.dense.macs,
+        "objectives": list(setup.evaluator.objective_names),
+        "hypervolume_reference_point": [1.0] * n_obj,
+    }
+    summary.update(write_report(run_dir, config, setup, evaluations, front, summary))
+    return RunResult(run_dir, evaluations, front, summary)

@@ -1,0 +1,9 @@
+"""Searches over genomes: the interface, the full-evaluation baselines, and the loop that runs them."""
+
+from surrogate_emo.search.base import Search
+from surrogate_emo.search.baselines import NSGA2Search, RandomSearch
+from surrogate_emo.search.runner import TrialRunner
+
+SEARCHES: dict[str, type[Search]] = {"nsga2": NSGA2Search, "random": RandomSearch}
+
+__all__ = ["SEARCHES", "NSGA2Search", "RandomSearch", "Search", "TrialRunner"]

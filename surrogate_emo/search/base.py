@@ -1,0 +1,33 @@
+"""The search interface: propose genomes, learn from their objectives. Nothing here evaluates."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from surrogate_emo.config import RunConfig
+
+
+class Search(ABC):
+    """Proposes genomes in the unit cube `[0, 1]^d` and is told their minimized objectives `n x m`.
+
+    A search must be deterministic given ``seed`` and the values it is told: resuming a run replays the stored
+    evaluations through ``ask``/``tell`` and relies on the same genomes coming back.
+    """
+
+    def __init__(self, dim: int, n_obj: int, seed: int = 0) -> None:
+        self.dim, self.n_obj, self.seed = dim, n_obj, seed
+
+    @classmethod
+    def from_config(cls, config: RunConfig, dim: int, n_obj: int) -> Search:
+        """Build from a run configuration; a search with other options overrides this."""
+        return cls(dim, n_obj, seed=config.seed, pop_size=config.pop_size)
+
+    @abstractmethod
+    def ask(self, n_max: int) -> np.ndarray:
+        """Next genomes to evaluate, `k x d` with `1 <= k <= n_max`."""
+
+    @abstractmethod
+    def tell(self, X: np.ndarray, F: np.ndarray) -> None:
+        """Objectives `k x m` of the genomes `k x d` last asked."""

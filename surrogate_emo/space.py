@@ -1,0 +1,145 @@
+"""The genome: two genes per compressible layer, in the unit cube, and their decoding to ranks and kept entries.
+
+Encoding. Each layer ``l`` with weight matrix ``m x n`` (a ``Conv2d`` is read as ``C_out x C_in*k*k``) has
+two genes ``g`` in ``[0, 1]``:
+
+- rank gene: rank ``r = floor(f(g) * min(m, n))``;
+- density gene: kept residual entries ``nnz = floor(f(g) * m * n)``;
+
+with the keep fraction ``f(g) = (10**(D*g) - 1) / (10**D - 1)`` and ``D = decades`` (3 by default).
+``f`` is logarithmic over the top ``D`` decades (``g = 2/3`` keeps about 10%, ``g = 1/3`` about 1%) and reaches
+exactly 0 at ``g = 0``, so pure magnitude pruning (rank 0) and pure low rank (density 0) are both in the space.
+A linear gene would spend most of the search on barely compressed models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from surrogate_emo.errors import ConfigError, SearchSpaceError
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """Shape facts of one compressible layer, enough to count its costs without building anything.
+
+    ``out_positions`` is the number of output pixels per sample (1 for ``Linear``).
+    """
+
+    name: str
+    kind: str  # "linear" or "conv2d"
+    rows: int  # output features or channels
+    cols: int  # input features, or in_channels * k * k
+    has_bias: bool
+    out_positions: int = 1
+
+    @property
+    def max_rank(self) -> int:
+        return min(self.rows, self.cols)
+
+    @property
+    def numel(self) -> int:
+        return self.rows * self.cols
+
+
+@dataclass(frozen=True)
+class LayerSetting:
+    """What the genome asks of one layer: truncated-SVD rank and number of kept residual entries."""
+
+    rank: int
+    nnz: int
+
+
+class CompressionSpace:
+    """Maps genomes `n x 2L` in the unit cube to per-layer settings for the layers of one model.
+
+    Example:
+        >>> from surrogate_emo.models import mlp
+        >>> space = CompressionSpace.from_model(mlp((1, 8, 8), 10), (1, 8, 8))
+        >>> space.dim, space.decode([1.0] * space.dim)[0]
+        (6, LayerSetting(rank=64, nnz=16384))
+    """
+
+    def __init__(self, layers: list[LayerSpec], decades: float = 3.0) -> None:
+        if not layers:
+            raise ConfigError("a compression space needs at least one Linear or Conv2d layer, got none")
+        if not decades > 0:
+            raise ConfigError(f"decades must be positive, got {decades!r}")
+        self.layers = list(layers)
+        self.decades = float(decades)
+
+    @classmethod
+    def from_model(cls, model: nn.Module, input_shape: tuple[int, ...], layer_names: list[str] | None = None,
+                   decades: float = 3.0) -> CompressionSpace:
+        """Find the ``Linear`` and ``Conv2d`` layers of ``model`` (all, or those named) by one dummy forward pass."""
+        candidates = {name: module for name, module in model.named_modules() if isinstance(module, (nn.Linear, nn.Conv2d))}
+        if layer_names is not None:
+            unknown = [name for name in layer_names if name not in candidates]
+            if unknown:
+                raise ConfigError(f"layers {unknown} are not Linear/Conv2d layers of the model; "
+                                  f"compressible layers: {list(candidates)}")
+            candidates = {name: candidates[name] for name in layer_names}
+        out_shapes: dict[str, torch.Size] = {}
+        hooks = [module.register_forward_hook(lambda _m, _i, out, name=name: out_shapes.__setitem__(name, out.shape))
+                 for name, module in candidates.items()]
+        try:
+            with torch.no_grad():
+                model.eval()(torch.zeros(1, *input_shape))
+        except RuntimeError as error:
+            raise ConfigError(f"the model does not accept inputs of shape {tuple(input_shape)}: {error}") from error
+        finally:
+            for hook in hooks:
+                hook.remove()
+        specs = []
+        for name, module in candidates.items():
+            if isinstance(module, nn.Conv2d):
+                if module.groups != 1:
+                    raise ConfigError(f"layer {name!r}: grouped convolutions (groups={module.groups}) are not supported")
+                kh, kw = module.kernel_size
+                positions = int(np.prod(out_shapes[name][2:]))
+                specs.append(LayerSpec(name, "conv2d", module.out_channels, module.in_channels * kh * kw,
+                                       module.bias is not None, positions))
+            else:
+                specs.append(LayerSpec(name, "linear", module.out_features, module.in_features, module.bias is not None))
+        return cls(specs, decades)
+
+    @property
+    def dim(self) -> int:
+        return 2 * len(self.layers)
+
+    @property
+    def gene_names(self) -> list[str]:
+        return [f"{layer.name}.{gene}" for layer in self.layers for gene in ("rank", "density")]
+
+    def keep_fraction(self, genes: np.ndarray) -> np.ndarray:
+        """``f(g) = (10**(D*g) - 1) / (10**D - 1)``: 0 at 0, 1 at 1, logarithmic over the top ``D`` decades."""
+        return np.expm1(self.decades * np.log(10.0) * genes) / np.expm1(self.decades * np.log(10.0))
+
+    def validate(self, genome) -> np.ndarray:
+        """Return ``genome`` as a float64 vector of length `2L`, or raise `SearchSpaceError` saying what is wrong."""
+        try:
+            vector = np.asarray(genome, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise SearchSpaceError(f"a genome must be a vector of {self.dim} numbers, got {genome!r}") from error
+        if vector.shape != (self.dim,):
+            raise SearchSpaceError(f"a genome must have shape ({self.dim},) (2 genes for each of {len(self.layers)} "
+                                   f"layers), got shape {vector.shape}")
+        bad = np.flatnonzero(~np.isfinite(vector) | (vector < 0.0) | (vector > 1.0))
+        if bad.size:
+            shown = ", ".join(f"{self.gene_names[i]}={vector[i]!r}" for i in bad[:5])
+            raise SearchSpaceError(f"genes must be finite numbers in [0, 1], got {shown}")
+        return vector
+
+    def decode(self, genome) -> list[LayerSetting]:
+        """Per-layer rank and kept entries for one genome."""
+        fractions = self.keep_fraction(self.validate(genome)).reshape(-1, 2)
+        return [LayerSetting(rank=int(np.floor(fr * layer.max_rank + 1e-9)), nnz=int(np.floor(fd * layer.numel + 1e-9)))
+                for layer, (fr, fd) in zip(self.layers, fractions)]
+
+    def describe(self) -> dict:
+        """A JSON-able summary, stored with every study."""
+        return {"decades": self.decades, "layers": [layer.__dict__ for layer in self.layers]}

@@ -1,0 +1,121 @@
+"""The SQLite study: every run's configuration and every evaluation, written as it finishes.
+
+One file can hold many runs (by name). Each finished evaluation is committed at once, so a run killed at any
+moment loses at most the evaluation in flight, and a rerun replays what is stored instead of repeating it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from surrogate_emo.errors import StudyMismatchError
+from surrogate_emo.evaluate import Evaluation
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY,
+    name TEXT UNIQUE NOT NULL,
+    config TEXT NOT NULL,
+    created TEXT NOT NULL,
+    info TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS evaluations (
+    run_id INTEGER NOT NULL REFERENCES runs(run_id),
+    trial INTEGER NOT NULL,
+    genome TEXT NOT NULL,
+    error REAL,
+    ratios TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    steps INTEGER NOT NULL,
+    seconds REAL NOT NULL,
+    seed INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    extra TEXT NOT NULL,
+    finished TEXT NOT NULL,
+    PRIMARY KEY (run_id, trial)
+);
+"""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Study:
+    """An SQLite file of runs and their evaluations.
+
+    Example:
+        >>> study = Study(":memory:")
+        >>> run_id = study.open_run("demo", {"seed": 0})
+        >>> study.evaluations(run_id)
+        {}
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path)
+        self._db.execute("PRAGMA journal_mode=WAL")  # readers (reports) never block the writing run
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def open_run(self, name: str, config: dict, ignore: tuple[str, ...] = ()) -> int:
+        """Create run ``name`` or reopen it; reopening with a different ``config`` (outside ``ignore``) is an error."""
+        row = self._db.execute("SELECT run_id, config FROM runs WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            with self._db:
+                cursor = self._db.execute("INSERT INTO runs (name, config, created) VALUES (?, ?, ?)",
+                                          (name, json.dumps(config, sort_keys=True, default=str), _now()))
+            return int(cursor.lastrowid)
+        stored = json.loads(row[1])
+        current = json.loads(json.dumps(config, default=str))
+        changed = sorted(key for key in set(stored) | set(current)
+                         if key not in ignore and stored.get(key) != current.get(key))
+        if changed:
+            details = "; ".join(f"{key}: stored {stored.get(key)!r}, given {current.get(key)!r}" for key in changed)
+            raise StudyMismatchError(f"run {name!r} in {self.path} was started with another configuration ({details}). "
+                                     "Resume it with the same settings, or choose another run name.")
+        return int(row[0])
+
+    def set_info(self, run_id: int, **info) -> None:
+        """Merge JSON-able facts about a run (dense errors, timings, ...) into its ``info``."""
+        current = self.info(run_id)
+        current.update(info)
+        with self._db:
+            self._db.execute("UPDATE runs SET info = ? WHERE run_id = ?", (json.dumps(current, default=str), run_id))
+
+    def info(self, run_id: int) -> dict:
+        return json.loads(self._db.execute("SELECT info FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0])
+
+    def record(self, run_id: int, trial: int, evaluation: Evaluation) -> None:
+        """Write one finished evaluation and commit at once."""
+        e = evaluation
+        error = None if not np.isfinite(e.error) else float(e.error)
+        with self._db:
+            self._db.execute(
+                "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, trial, json.dumps([float(g) for g in e.genome]), error, json.dumps(e.ratios), e.status,
+                 e.reason, int(e.steps), float(e.seconds), int(e.seed), e.source, json.dumps(e.extra), _now()))
+
+    def evaluations(self, run_id: int) -> dict[int, Evaluation]:
+        """Finished evaluations of a run by trial number, in trial order (gaps are possible after a crash
+        during parallel evaluation: the missing trials are simply evaluated again)."""
+        rows = self._db.execute(
+            "SELECT trial, genome, error, ratios, status, reason, steps, seconds, seed, source, extra "
+            "FROM evaluations WHERE run_id = ? ORDER BY trial", (run_id,)).fetchall()
+        return {row[0]: Evaluation(np.array(json.loads(row[1]), dtype=np.float64),
+                                   float("nan") if row[2] is None else row[2], json.loads(row[3]), row[4], row[5],
+                                   row[6], row[7], row[8], row[9], json.loads(row[10]))
+                for row in rows}
+
+    def run_names(self) -> list[str]:
+        return [row[0] for row in self._db.execute("SELECT name FROM runs ORDER BY run_id")]

@@ -1,0 +1,85 @@
+"""Fit, fine-tune and score models on in-memory splits; train the dense base model once and cache it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from surrogate_emo.data import DataSplits, Split
+from surrogate_emo.errors import FineTuneDiverged
+
+
+def fit(model: nn.Module, data: Split, steps: int, lr: float = 1e-3, batch_size: int = 128, seed: int = 0) -> int:
+    """Train ``model`` in place with Adam for ``steps`` minibatch steps; returns the steps taken.
+
+    Raises:
+        FineTuneDiverged: the loss became NaN or infinite.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(parameters, lr=lr)
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    taken = 0
+    while taken < steps:
+        # Index in-memory tensors directly: a DataLoader would collate sample by sample, several times slower here.
+        for batch in torch.randperm(len(data), generator=generator).split(batch_size):
+            if taken == steps:
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(data.x[batch]), data.y[batch])
+            if not torch.isfinite(loss):
+                raise FineTuneDiverged(f"loss became {loss.item()} at step {taken} of {steps}")
+            loss.backward()
+            optimizer.step()
+            taken += 1
+    model.eval()
+    return taken
+
+
+def steps_for(epochs: float, n_samples: int, batch_size: int) -> int:
+    """Number of minibatch steps in ``epochs`` passes over ``n_samples``."""
+    return max(1, math.ceil(epochs * n_samples / batch_size))
+
+
+@torch.no_grad()
+def error_rate(model: nn.Module, data: Split, batch_size: int = 4096) -> float:
+    """Fraction of misclassified samples; NaN outputs count as errors."""
+    model.eval()
+    wrong = 0
+    for start in range(0, len(data), batch_size):
+        logits = model(data.x[start:start + batch_size])
+        wrong += int((logits.argmax(dim=1) != data.y[start:start + batch_size]).sum())
+    return wrong / len(data)
+
+
+def base_model(model: nn.Module, data: DataSplits, epochs: float, lr: float, batch_size: int, seed: int,
+               cache_dir: str | Path | None, key: dict) -> tuple[nn.Module, bool]:
+    """Train ``model`` densely, or load its weights if a run with the same ``key`` already trained it.
+
+    Returns the trained model and whether it came from the cache. Weights are loaded with
+    ``weights_only=True``: no arbitrary object is unpickled.
+    """
+    path = None
+    if cache_dir is not None:
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        path = Path(cache_dir).expanduser() / "base" / f"{digest}.pt"
+        if path.is_file():
+            try:
+                model.load_state_dict(torch.load(path, weights_only=True))
+                model.eval()
+                return model, True
+            except (RuntimeError, OSError, ValueError):
+                path.unlink(missing_ok=True)  # a damaged or stale file: train again below
+    fit(model, data.train, steps_for(epochs, len(data.train), batch_size), lr=lr, batch_size=batch_size, seed=seed)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        torch.save(model.state_dict(), partial)
+        partial.replace(path)  # atomic: a crash never leaves half a file under the final name
+    return model, False
