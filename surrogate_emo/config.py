@@ -47,7 +47,8 @@ class RunConfig:
     finetune_epochs: float = _opt(3.0, "fine-tuning epochs per true evaluation")
     finetune_steps: int | None = _opt(None, "fine-tuning minibatch steps per evaluation (overrides finetune_epochs)")
     final_finetune_epochs: float = _opt(0.0, "extra fine-tuning epochs for front models before the test re-score")
-    lr: float = _opt(1e-3, "Adam learning rate for training and fine-tuning")
+    lr: float = _opt(1e-3, "Adam learning rate of the dense base model's training")
+    finetune_lr: float | None = _opt(None, "Adam learning rate of each fine-tune (default: lr)")
     batch_size: int = _opt(128, "minibatch size")
     output_dir: str = _opt("results", "folder that receives <name>/")
     study: str | None = _opt(None, "SQLite study file (default: <output_dir>/<name>/study.sqlite)")
@@ -67,6 +68,7 @@ class RunConfig:
             ("finetune_steps", self.finetune_steps is None or self.finetune_steps >= 0, "an integer >= 0 or unset"),
             ("final_finetune_epochs", self.final_finetune_epochs >= 0, "a number >= 0"),
             ("lr", self.lr > 0, "a positive number"),
+            ("finetune_lr", self.finetune_lr is None or self.finetune_lr > 0, "a positive number or unset"),
             ("batch_size", self.batch_size >= 1, "an integer >= 1"),
             ("decades", self.decades > 0, "a positive number"),
             ("name", bool(self.name) and "/" not in self.name, "a non-empty name without '/'"),
@@ -77,6 +79,10 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @property
+    def finetune_learning_rate(self) -> float:
+        return self.lr if self.finetune_lr is None else self.finetune_lr
 
     @property
     def run_dir(self) -> Path:

@@ -146,13 +146,19 @@ def _read_idx_pair(folder: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
 def read_idx(path: str | Path) -> np.ndarray:
     """Read one IDX file (optionally gzipped) of unsigned bytes into an array."""
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as handle:
-        raw = handle.read()
+    try:
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+    except (OSError, EOFError) as error:  # a damaged .gz: BadGzipFile is an OSError, a truncated one EOFError
+        raise DataError(f"{path} could not be read: {error}") from error
     if len(raw) < 4:
         raise DataError(f"{path} is not an IDX file: {len(raw)} bytes")
     zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
     if zero != 0 or dtype_code != 0x08:
         raise DataError(f"{path}: expected an IDX file of unsigned bytes (magic 0x0008), got {raw[:4].hex()}")
+    if len(raw) < 4 + 4 * ndim:
+        raise DataError(f"{path}: header declares {ndim} dimensions ({4 + 4 * ndim} header bytes), "
+                        f"file holds {len(raw)} bytes")
     shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):

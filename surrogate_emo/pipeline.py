@@ -64,7 +64,8 @@ def prepare(config: RunConfig) -> Setup:
     cost_model = CostModel(space, measure(base, data.input_shape))
     steps = config.finetune_steps if config.finetune_steps is not None else steps_for(
         config.finetune_epochs, len(data.train), config.batch_size)
-    evaluator = Evaluator(base, data, cost_model, steps, config.lr, config.batch_size, tuple(config.objectives))
+    evaluator = Evaluator(base, data, cost_model, steps, config.finetune_learning_rate, config.batch_size,
+                          tuple(config.objectives))
     return Setup(data, base, evaluator, error_rate(base, data.val), error_rate(base, data.test), cached)
 
 
@@ -94,7 +95,7 @@ def rescore_front(setup: Setup, evaluations: list[Evaluation], config: RunConfig
         reproduced = error_rate(model, setup.data.val)
         if config.final_finetune_epochs > 0:
             fit(model, setup.data.train, steps_for(config.final_finetune_epochs, len(setup.data.train), config.batch_size),
-                lr=config.lr, batch_size=config.batch_size, seed=evaluation.seed + 1)
+                lr=config.finetune_learning_rate, batch_size=config.batch_size, seed=evaluation.seed + 1)
         rows.append({"trial": trials[id(evaluation)], "val_error": evaluation.error, "val_error_rebuilt": reproduced,
                      "test_error": error_rate(model, setup.data.test), "evaluation": evaluation})
     return rows

@@ -91,7 +91,10 @@ def _plot_front(path: Path, evaluations: list[Evaluation], front: list[dict], se
         ax.plot(comp, [100 * r["val_error"] for r in front], "o-", ms=4, label="front (val)")
         ax.plot(comp, [100 * r["test_error"] for r in front], "s--", ms=4, label="front re-scored (test)")
     ax.axhline(100 * setup.dense_test_error, color="k", lw=0.8, ls=":", label="dense model (test)")
-    ax.set_xscale("log")
+    if ok:
+        ax.set_xscale("log")
+    else:
+        ax.text(0.5, 0.5, "no successful evaluation", transform=ax.transAxes, ha="center")
     ax.set_xlabel("compression ratio (dense params / stored params)")
     ax.set_ylabel("error rate (%)")
     worst = max([100 * setup.dense_test_error * 4, 10.0])

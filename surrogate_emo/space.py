@@ -86,12 +86,14 @@ class CompressionSpace:
         out_shapes: dict[str, torch.Size] = {}
         hooks = [module.register_forward_hook(lambda _m, _i, out, name=name: out_shapes.__setitem__(name, out.shape))
                  for name, module in candidates.items()]
+        was_training = model.training
         try:
             with torch.no_grad():
                 model.eval()(torch.zeros(1, *input_shape))
         except RuntimeError as error:
             raise ConfigError(f"the model does not accept inputs of shape {tuple(input_shape)}: {error}") from error
         finally:
+            model.train(was_training)  # the caller's model is left as it came
             for hook in hooks:
                 hook.remove()
         specs = []
@@ -130,7 +132,7 @@ class CompressionSpace:
                                    f"layers), got shape {vector.shape}")
         bad = np.flatnonzero(~np.isfinite(vector) | (vector < 0.0) | (vector > 1.0))
         if bad.size:
-            shown = ", ".join(f"{self.gene_names[i]}={vector[i]!r}" for i in bad[:5])
+            shown = ", ".join(f"{self.gene_names[i]}={float(vector[i])!r}" for i in bad[:5])
             raise SearchSpaceError(f"genes must be finite numbers in [0, 1], got {shown}")
         return vector
 

@@ -76,7 +76,10 @@ def base_model(model: nn.Module, data: DataSplits, epochs: float, lr: float, bat
                 return model, True
             except (RuntimeError, OSError, ValueError):
                 path.unlink(missing_ok=True)  # a damaged or stale file: train again below
-    fit(model, data.train, steps_for(epochs, len(data.train), batch_size), lr=lr, batch_size=batch_size, seed=seed)
+    try:
+        fit(model, data.train, steps_for(epochs, len(data.train), batch_size), lr=lr, batch_size=batch_size, seed=seed)
+    except FineTuneDiverged as error:
+        raise FineTuneDiverged(f"training the dense base model diverged ({error}); lower lr (given {lr})") from error
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial")

@@ -51,7 +51,7 @@ class CostModel:
         >>> base = mlp((1, 8, 8), 10)
         >>> costs = CostModel(CompressionSpace.from_model(base, (1, 8, 8)), measure(base, (1, 8, 8)))
         >>> costs.dense.params, costs.of([0.0] * 6).params  # only the biases survive an all-zero genome
-        (50186, 394)
+        (50826, 394)
     """
 
     def __init__(self, space: CompressionSpace, dense: Costs) -> None:
@@ -92,10 +92,12 @@ def measure(model: nn.Module, input_shape: tuple[int, ...]) -> Costs:
             macs += module.weight.numel() * positions
 
     hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (LowRankSparse, nn.Linear, nn.Conv2d))]
+    was_training = model.training
     try:
         with torch.no_grad():
             model.eval()(torch.zeros(1, *input_shape))
     finally:
+        model.train(was_training)  # the caller's model is left as it came
         for hook in hooks:
             hook.remove()
     return Costs(params, stored, macs)

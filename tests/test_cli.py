@@ -1,0 +1,85 @@
+"""The command line end to end on a tiny budget, and its answers to bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from surrogate_emo.cli import main
+
+TINY = ["--budget", "10", "--pop-size", "5", "--base-epochs", "3", "--finetune-steps", "5", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    code = main(["run", "--name", "e2e", "--output-dir", str(root / "results"), "--cache-dir", str(root / "cache"), *TINY])
+    return code, root / "results" / "e2e"
+
+
+def test_run_writes_every_output(finished_run):
+    code, run_dir = finished_run
+    assert code == 0
+    for name in ("evaluations.csv", "front.csv", "pareto_front.png", "convergence.png", "summary.json", "study.sqlite"):
+        assert (run_dir / name).stat().st_size > 0, name
+    with open(run_dir / "evaluations.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["trial"]) for r in rows] == list(range(10))
+    assert all(r["status"] == "ok" and 0 <= float(r["val_error"]) <= 1 for r in rows)
+
+
+def test_summary_and_front_are_consistent(finished_run):
+    _, run_dir = finished_run
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["true_evaluations"] == 10 and summary["failed"] == 0
+    assert summary["finetune_steps_total"] == 10 * 5
+    with open(run_dir / "front.csv") as handle:
+        front = list(csv.DictReader(handle))
+    assert summary["front_size"] == len(front) >= 1
+    # the front is non-dominated in (val error, compression) and every member was rebuilt to the same val error
+    for a in front:
+        assert float(a["val_error"]) == float(a["val_error_rebuilt"])
+        assert 0 <= float(a["test_error"]) <= 1
+        assert not any(float(b["val_error"]) <= float(a["val_error"]) and float(b["compression"]) >= float(a["compression"])
+                       and (b["val_error"], b["compression"]) != (a["val_error"], a["compression"]) for b in front)
+    assert summary["front_val_errors_reproduced"] is True
+
+
+def test_a_run_where_every_fine_tune_diverges_still_finishes(tmp_path, capsys):
+    code = main(["run", "--name", "nan", "--output-dir", str(tmp_path), "--cache-dir", str(tmp_path / "cache"),
+                 "--budget", "4", "--pop-size", "4", "--base-epochs", "1", "--finetune-steps", "20", "--finetune-lr", "1e12",
+                 "--no-progress"])
+    assert code == 0
+    summary = json.loads((tmp_path / "nan" / "summary.json").read_text())
+    assert summary["failed"] == 4
+    with open(tmp_path / "nan" / "evaluations.csv") as handle:
+        assert all(row["status"] == "failed" and "FineTuneDiverged" in row["reason"] for row in csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--dataset", "cifar"], "unknown data set 'cifar'; expected one of digits, fashion-mnist, idx"),
+    (["--model", "resnet"], "unknown model 'resnet'; known: lenet-300-100, lenet-5, mlp"),
+    (["--search", "cmaes"], "unknown search 'cmaes'; known: nsga2, random"),
+    (["--model", "lenet-5"], "lenet-5 needs inputs of at least 16x16 pixels (28x28 intended), got 8x8"),
+    (["--layers", "9"], "layers ['9'] are not Linear/Conv2d layers of the model"),
+    (["--budget", "0"], "budget must be an integer >= 1, got 0"),
+    (["--lr", "1e12", "--base-epochs", "1"], "training the dense base model diverged"),
+    (["--dataset", "idx"], "data set 'idx' needs data_dir"),
+    (["--config", "nowhere.toml"], "config file 'nowhere.toml' does not exist"),
+])
+def test_bad_input_is_a_clear_error_not_a_traceback(tmp_path, capsys, argv, message):
+    code = main(["run", "--output-dir", str(tmp_path), "--cache-dir", str(tmp_path / "cache"), "--base-epochs", "0.1",
+                 "--budget", "2", "--pop-size", "2", "--finetune-steps", "1", "--no-progress", *argv])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("surrogate-emo: error: ") and message in err
+
+
+def test_installed_entry_point_shows_help():
+    out = subprocess.run([sys.executable, "-m", "surrogate_emo.cli", "run", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    assert "--finetune-epochs" in out.stdout and "--config" in out.stdout

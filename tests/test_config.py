@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import pytest
+
+from surrogate_emo.config import RunConfig, add_config_arguments, config_from_dict, load_config_file
+from surrogate_emo.errors import ConfigError
+
+
+def test_every_field_is_a_cli_option_with_help():
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    options = {action.dest: action for action in parser._actions if action.dest != "help"}
+    assert set(options) == {f.name for f in dataclasses.fields(RunConfig)}
+    assert all(action.help and "default:" in action.help for action in options.values())
+
+
+def test_cli_values_are_typed():
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    args = parser.parse_args(["--budget", "7", "--objectives", "params", "macs", "--no-progress", "--lr", "0.01"])
+    assert (args.budget, args.objectives, args.progress, args.lr) == (7, ["params", "macs"], False, 0.01)
+
+
+def test_default_lists_are_not_shared():
+    a, b = RunConfig(), RunConfig()
+    a.objectives.append("macs")
+    assert b.objectives == ["params"]
+
+
+@pytest.mark.parametrize("values, expected", [
+    ({"budgett": 5}, "unknown config keys ['budgett']"),
+    ({"budget": "ten"}, "budget must be a int, got 'ten'"),
+    ({"budget": True}, "budget must be a int, got True"),
+    ({"budget": 0}, "budget must be an integer >= 1, got 0"),
+    ({"lr": -1.0}, "lr must be a positive number, got -1.0"),
+    ({"objectives": "params"}, "objectives must be a list of str, got 'params'"),
+    ({"name": "a/b"}, "name must be a non-empty name without '/'"),
+])
+def test_malformed_values_say_what_was_expected(values, expected):
+    with pytest.raises(ConfigError, match=expected.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
+        config_from_dict(values)
+
+
+def test_int_is_accepted_for_float_fields():
+    assert config_from_dict({"finetune_epochs": 2}).finetune_epochs == 2.0
+
+
+def test_toml_and_yaml_files_map_onto_the_dataclass(tmp_path):
+    toml = tmp_path / "run.toml"
+    toml.write_text('name = "t"\nbudget = 9\nfinetune-epochs = 0.5\nobjectives = ["params", "macs"]\n')
+    yaml = tmp_path / "run.yaml"
+    yaml.write_text("name: t\nbudget: 9\nfinetune_epochs: 0.5\nobjectives: [params, macs]\n")
+    assert config_from_dict(load_config_file(toml)) == config_from_dict(load_config_file(yaml))
+    assert config_from_dict(load_config_file(toml)).objectives == ["params", "macs"]
+
+
+def test_bad_config_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config_file(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("budget = = 3")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config_file(bad)
+    other = tmp_path / "run.json"
+    other.write_text("{}")
+    with pytest.raises(ConfigError, match=r"must end in \.toml, \.yaml or \.yml"):
+        load_config_file(other)
+
+
+def test_shipped_experiment_configs_are_valid():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).parent.parent / "experiments").glob("*.toml"))
+    assert configs, "experiments/ should hold at least one config"
+    for path in configs:
+        config_from_dict(load_config_file(path))

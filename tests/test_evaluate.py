@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from surrogate_emo.errors import ConfigError, SearchSpaceError
+from surrogate_emo.evaluate import FAILED_ERROR, Evaluator
+from surrogate_emo.pipeline import prepare
+from tiny import tiny_config
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    return prepare(tiny_config(tmp_path_factory.mktemp("evaluate")))
+
+
+def test_same_genome_and_seed_give_the_same_error(setup):
+    genome = np.full(setup.space.dim, 0.6)
+    first, second = setup.evaluator(genome, seed=3), setup.evaluator(genome, seed=3)
+    assert first.ok and first.error == second.error
+    assert first.steps == setup.evaluator.steps == 4
+
+
+def test_evaluator_counts_evaluations_steps_and_seconds(setup):
+    before = (setup.evaluator.n_evaluations, setup.evaluator.total_steps, setup.evaluator.total_seconds)
+    setup.evaluator(np.full(setup.space.dim, 0.5), seed=0)
+    assert setup.evaluator.n_evaluations == before[0] + 1
+    assert setup.evaluator.total_steps == before[1] + 4
+    assert setup.evaluator.total_seconds > before[2]
+
+
+def test_objectives_are_error_then_exact_ratios(setup):
+    genome = np.full(setup.space.dim, 0.7)
+    evaluation = setup.evaluator(genome, seed=0)
+    objectives = setup.evaluator.objectives(evaluation)
+    costs = setup.evaluator.cost_model.of(genome)
+    assert objectives.dtype == np.float64
+    assert objectives[0] == evaluation.error
+    assert objectives[1] == costs.params / setup.evaluator.cost_model.dense.params
+
+
+def test_a_diverging_fine_tune_is_a_failed_evaluation_with_its_reason(setup):
+    exploding = Evaluator(setup.base, setup.data, setup.evaluator.cost_model, steps=30, lr=1e12)
+    evaluation = exploding(np.full(setup.space.dim, 1.0), seed=0)
+    assert evaluation.status == "failed"
+    assert "FineTuneDiverged" in evaluation.reason
+    assert np.isnan(evaluation.error)
+    assert exploding.objectives(evaluation)[0] == FAILED_ERROR
+
+
+def test_bad_genomes_and_objectives_are_rejected(setup):
+    with pytest.raises(SearchSpaceError, match=r"shape \(6,\).*got shape \(3,\)"):
+        setup.evaluator(np.zeros(3), seed=0)
+    with pytest.raises(SearchSpaceError, match=r"in \[0, 1\], got 1.rank=nan"):
+        setup.evaluator(np.full(6, np.nan), seed=0)
+    with pytest.raises(ConfigError, match=r"objectives must be a non-empty list from \['params', 'bytes', 'macs'\], got \['flops'\]"):
+        Evaluator(setup.base, setup.data, setup.evaluator.cost_model, steps=1, objectives=("flops",))

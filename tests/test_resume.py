@@ -1,0 +1,90 @@
+"""A run killed at any moment and started again with the same command resumes without losing or repeating work."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from surrogate_emo.errors import StudyMismatchError
+from surrogate_emo.evaluate import Evaluator
+from surrogate_emo.pipeline import run
+from tiny import tiny_config
+
+
+def _stored(results, name="tiny"):
+    with sqlite3.connect(results / name / "study.sqlite") as db:
+        return db.execute("SELECT trial, genome, error, seed FROM evaluations ORDER BY trial").fetchall()
+
+
+def test_interrupted_run_resumes_and_matches_an_uninterrupted_one(tmp_path, monkeypatch):
+    config = tiny_config(tmp_path, budget=14, pop_size=6)
+    reference = run(tiny_config(tmp_path, name="reference", budget=14, pop_size=6))
+
+    original_call = Evaluator.__call__
+    calls = {"n": 0}
+
+    def interrupted(self, genome, seed):
+        if calls["n"] == 8:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return original_call(self, genome, seed)
+
+    monkeypatch.setattr(Evaluator, "__call__", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(config)
+    assert len(_stored(tmp_path / "results")) == 8
+    monkeypatch.setattr(Evaluator, "__call__", original_call)
+
+    resumed = run(config)
+    assert resumed.summary["replayed_from_study"] == 8
+    assert resumed.summary["evaluated_now"] == 6
+    assert [e.error for e in resumed.evaluations] == [e.error for e in reference.evaluations]
+    assert all(np.array_equal(a.genome, b.genome) for a, b in zip(resumed.evaluations, reference.evaluations))
+    assert [row[0] for row in _stored(tmp_path / "results")] == list(range(14))
+
+
+def test_a_finished_run_can_be_extended_by_raising_the_budget(tmp_path):
+    run(tiny_config(tmp_path, budget=6))
+    extended = run(tiny_config(tmp_path, budget=10))
+    assert (extended.summary["replayed_from_study"], extended.summary["evaluated_now"]) == (6, 4)
+
+
+def test_resuming_with_another_seed_is_refused(tmp_path):
+    run(tiny_config(tmp_path, budget=4))
+    with pytest.raises(StudyMismatchError, match="seed: stored 0, given 1"):
+        run(tiny_config(tmp_path, budget=4, seed=1))
+
+
+def test_killed_process_resumes_with_the_same_command(tmp_path):
+    command = [sys.executable, "-m", "surrogate_emo.cli", "run", "--name", "tiny", "--output-dir",
+               str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache"), "--budget", "40", "--pop-size", "8",
+               "--base-epochs", "3", "--finetune-steps", "25", "--no-progress", "--no-final-test"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    database = tmp_path / "results" / "tiny" / "study.sqlite"
+    deadline = time.time() + 120
+    rows = []
+    while time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+        if database.exists():
+            try:
+                rows = _stored(tmp_path / "results")
+            except sqlite3.OperationalError:
+                continue
+            if len(rows) >= 5:
+                break
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert 5 <= len(rows) < 40, "the run should have been killed part-way"
+    before = _stored(tmp_path / "results")
+
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    after = _stored(tmp_path / "results")
+    assert [row[0] for row in after] == list(range(40))
+    assert after[: len(before)] == before  # nothing finished before the kill was redone or changed
