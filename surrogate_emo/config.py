@@ -13,7 +13,7 @@ from pathlib import Path
 from surrogate_emo.errors import ConfigError
 
 # Fields that may change when a run is resumed: they do not change what any trial computes.
-RESUMABLE_FIELDS = ("budget", "progress", "output_dir", "final_test")
+RESUMABLE_FIELDS = ("budget", "time_limit", "progress", "output_dir", "final_test", "n_jobs")
 
 
 def _opt(default, help: str):
@@ -39,10 +39,23 @@ class RunConfig:
     layers: list[str] | None = _opt(None, "names of the layers to compress (default: every Linear and Conv2d)")
     decades: float = _opt(3.0, "decades spanned by the log-scale keep fraction of each gene")
     objectives: list[str] = _opt(["params"], "cheap objectives beside the error: params, bytes, macs")
-    search: str = _opt("nsga2", "search: nsga2 (full evaluation), random, or package.module:SearchClass")
+    search: str = _opt("nsga2", "search: nsga2 (full evaluation), random, surrogate, or package.module:SearchClass")
     budget: int = _opt(300, "true evaluations (fine-tunings) the search may spend")
+    time_limit: float | None = _opt(None, "wall-clock seconds after which no new batch is started (default: none)")
     pop_size: int = _opt(30, "NSGA-II population size; batch size of random search")
+    surrogate: str = _opt("gp", "surrogate of the error: gp, rf, or package.module:SurrogateClass")
+    infill: str = _opt("ehvi", "infill criterion: ehvi, parego, mean, random, or package.module:InfillClass")
+    error_scale: str = _opt("log", "scale on which the surrogate models the error: log or linear")
+    q: int = _opt(4, "infill candidates truly evaluated per surrogate iteration")
+    n_init: int = _opt(20, "Latin-hypercube initial design of the surrogate loop (true evaluations)")
+    pool_size: int = _opt(100, "NSGA-II population evolved on the surrogate's predictions (the candidate pool)")
+    pool_generations: int = _opt(25, "NSGA-II generations on the surrogate per iteration")
+    warm_start: bool = _opt(False, "cache fine-tuned models and warm-start new candidates from the nearest one")
+    warm_fraction: float = _opt(0.5, "fraction of the fine-tuning steps a warm-started candidate gets")
+    model_cache_mb: int = _opt(512, "size bound of the model cache (least recently used evicted first)")
+    n_jobs: int = _opt(1, "true evaluations run in parallel through joblib (-1: all cores)")
     seed: int = _opt(0, "seed of the search, the base model and every fine-tune")
+    threads: int = _opt(1, "torch threads per evaluation; results are reproducible only for the same count")
     base_epochs: float = _opt(30.0, "epochs of dense training of the base model (trained once, then cached)")
     finetune_epochs: float = _opt(3.0, "fine-tuning epochs per true evaluation")
     finetune_steps: int | None = _opt(None, "fine-tuning minibatch steps per evaluation (overrides finetune_epochs)")
@@ -63,6 +76,16 @@ class RunConfig:
         checks = [
             ("budget", self.budget >= 1, "an integer >= 1"),
             ("pop_size", self.pop_size >= 2, "an integer >= 2"),
+            ("threads", self.threads >= 1, "an integer >= 1"),
+            ("time_limit", self.time_limit is None or self.time_limit > 0, "a positive number of seconds or unset"),
+            ("q", self.q >= 1, "an integer >= 1"),
+            ("error_scale", self.error_scale in ("log", "linear"), "'log' or 'linear'"),
+            ("n_init", self.n_init >= 2, "an integer >= 2"),
+            ("pool_size", self.pool_size >= self.q, f"an integer >= q ({self.q})"),
+            ("pool_generations", self.pool_generations >= 1, "an integer >= 1"),
+            ("n_jobs", self.n_jobs != 0, "a non-zero integer (-1: all cores)"),
+            ("warm_fraction", 0 < self.warm_fraction <= 1, "a fraction in (0, 1]"),
+            ("model_cache_mb", self.model_cache_mb >= 1, "an integer >= 1"),
             ("base_epochs", self.base_epochs >= 0, "a number >= 0"),
             ("finetune_epochs", self.finetune_epochs >= 0, "a number >= 0"),
             ("finetune_steps", self.finetune_steps is None or self.finetune_steps >= 0, "an integer >= 0 or unset"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -10,8 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from surrogate_emo.cache import ModelCache
 from surrogate_emo.compress import CostModel, compress_model
-from surrogate_emo.data import DataSplits
+from surrogate_emo.data import DataSplits, load_dataset
 from surrogate_emo.errors import ConfigError, FineTuneDiverged
 from surrogate_emo.train import error_rate, fit
 
@@ -33,10 +35,16 @@ class Evaluation:
     seed: int = 0
     source: str = "base"
     extra: dict = field(default_factory=dict)
+    trial: int | None = None  # set once the evaluation belongs to a run
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_dataset(**source) -> DataSplits:
+    return load_dataset(**source)
 
 
 def trial_seed(run_seed: int, trial: int) -> int:
@@ -52,7 +60,8 @@ class Evaluator:
     """
 
     def __init__(self, base: nn.Module, data: DataSplits, cost_model: CostModel, steps: int, lr: float = 1e-3,
-                 batch_size: int = 128, objectives: tuple[str, ...] = ("params",)) -> None:
+                 batch_size: int = 128, objectives: tuple[str, ...] = ("params",), cache: ModelCache | None = None,
+                 warm_steps: int | None = None, threads: int | None = None) -> None:
         unknown = [name for name in objectives if name not in CHEAP_OBJECTIVES]
         if unknown or not objectives:
             raise ConfigError(f"objectives must be a non-empty list from {list(CHEAP_OBJECTIVES)}, got {list(objectives)}")
@@ -61,6 +70,9 @@ class Evaluator:
         self.base, self.data, self.cost_model = base, data, cost_model
         self.steps, self.lr, self.batch_size = steps, lr, batch_size
         self.objective_names = ("error", *objectives)
+        self.cache = cache
+        self.threads = threads
+        self.warm_steps = steps if warm_steps is None else warm_steps
         self.n_evaluations = 0
         self.total_steps = 0
         self.total_seconds = 0.0
@@ -69,29 +81,76 @@ class Evaluator:
     def space(self):
         return self.cost_model.space
 
-    def finetune(self, genome, seed: int) -> tuple[nn.Module, int]:
-        """Compressed and fine-tuned model for ``genome``; deterministic in ``seed``. Returns (model, steps)."""
+    # A worker process (joblib's loky, dask, ray) reloads the data set by name instead of receiving hundreds of
+    # megabytes of tensors with every task. Set ``data_source`` to the arguments of `load_dataset` to allow it.
+    data_source: dict | None = None
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if self.data_source is not None:
+            state["data"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.data is None:
+            self.data = _cached_dataset(**self.data_source)
+
+    def structure(self, genome) -> nn.Module:
+        """An untrained compressed model of ``genome``'s structure, to load stored weights into."""
+        return compress_model(self.base, self.space, genome)
+
+    def warm_source(self, genome: np.ndarray) -> tuple[nn.Module, str] | None:
+        """The nearest cached model whose every layer keeps at least ``genome``'s rank and entries, if any."""
+        if self.cache is None:
+            return None
+        ranks, nnz = self.space.decode_matrix(genome[None, :])
+        candidates = []
+        for cached, label in self.cache.entries():
+            cached_ranks, cached_nnz = self.space.decode_matrix(cached[None, :])
+            if (cached_ranks >= ranks).all() and (cached_nnz >= nnz).all():
+                candidates.append((float(np.linalg.norm(cached - genome)), label, cached))
+        for _, label, cached in sorted(candidates, key=lambda c: c[0]):
+            state = self.cache.load(cached)  # None when the entry is missing or corrupt: try the next one
+            if state is not None:
+                model = self.structure(cached)
+                model.load_state_dict(state)
+                return model, label
+        return None
+
+    def finetune(self, genome, seed: int, source: nn.Module | None = None,
+                 steps: int | None = None) -> tuple[nn.Module, int]:
+        """Compress ``source`` (default: the dense base model) to ``genome`` and fine-tune it; deterministic in
+        ``seed``. Returns (model, steps)."""
         torch.manual_seed(seed)
-        model = compress_model(self.base, self.space, genome)
-        steps = fit(model, self.data.train, self.steps, lr=self.lr, batch_size=self.batch_size, seed=seed)
+        model = compress_model(self.base if source is None else source, self.space, genome)
+        taken = fit(model, self.data.train, self.steps if steps is None else steps, lr=self.lr,
+                    batch_size=self.batch_size, seed=seed)
         if not all(torch.isfinite(p).all() for p in model.parameters()):
             raise FineTuneDiverged("weights became non-finite during fine-tuning")
-        return model, steps
+        return model, taken
 
     def __call__(self, genome, seed: int) -> Evaluation:
         vector = self.space.validate(genome)
         ratios = self.cost_model.ratios(vector)
+        if self.threads is not None:  # also in a joblib worker process, where the parent's setting is not inherited
+            torch.set_num_threads(self.threads)
         start = time.perf_counter()
+        warm = self.warm_source(vector)
+        source, label, steps = (None, "base", self.steps) if warm is None else (warm[0], warm[1], self.warm_steps)
         try:
-            model, steps = self.finetune(vector, seed)
+            model, steps = self.finetune(vector, seed, source, steps)
             error, status, reason = error_rate(model, self.data.val), "ok", ""
+            if self.cache is not None:
+                self.cache.put(vector, model.state_dict(), label=f"seed {seed}")
         except (FineTuneDiverged, RuntimeError) as failure:
-            steps, error, status, reason = self.steps, math.nan, "failed", f"{type(failure).__name__}: {failure}"
+            error, status, reason = math.nan, "failed", f"{type(failure).__name__}: {failure}"
         seconds = time.perf_counter() - start
         self.n_evaluations += 1
         self.total_steps += steps
         self.total_seconds += seconds
-        return Evaluation(vector, error, ratios, status, reason, steps, seconds, seed)
+        return Evaluation(vector, error, ratios, status, reason, steps, seconds, seed,
+                          source="base" if warm is None else f"cache:{label}")
 
     def objectives(self, evaluation: Evaluation) -> np.ndarray:
         """`[error, *ratios]` as float64, minimized; a failed evaluation gets the worst error, `FAILED_ERROR`."""

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from surrogate_emo.cache import ModelCache
 from surrogate_emo.compress import CostModel, measure
 from surrogate_emo.config import RESUMABLE_FIELDS, RunConfig
 from surrogate_emo.data import DataSplits, load_dataset
@@ -52,30 +53,38 @@ class RunResult:
 
 def prepare(config: RunConfig) -> Setup:
     """Load data, train (or load) the dense base model, and build the evaluator."""
+    # float sums differ with the thread count, and so would the base model and every fine-tune
+    torch.set_num_threads(config.threads)
     data = load_dataset(config.dataset, config.data_dir, seed=config.data_seed)
     torch.manual_seed(config.seed)  # the base model's initial weights
     model = build_model(config.model, data.input_shape, data.n_classes)
     key = {"dataset": config.dataset, "data_dir": str(Path(config.data_dir).resolve()) if config.data_dir else None,
            "data_seed": config.data_seed, "model": config.model, "epochs": config.base_epochs, "lr": config.lr,
-           "batch_size": config.batch_size, "seed": config.seed, "torch": torch.__version__}
+           "batch_size": config.batch_size, "seed": config.seed, "threads": config.threads, "torch": torch.__version__}
     base, cached = base_model(model, data, config.base_epochs, config.lr, config.batch_size, config.seed,
                               config.cache_dir, key)
     space = CompressionSpace.from_model(base, data.input_shape, config.layers, config.decades)
     cost_model = CostModel(space, measure(base, data.input_shape))
     steps = config.finetune_steps if config.finetune_steps is not None else steps_for(
         config.finetune_epochs, len(data.train), config.batch_size)
+    cache = ModelCache(config.run_dir / "model_cache", config.model_cache_mb * 2**20) if config.warm_start else None
     evaluator = Evaluator(base, data, cost_model, steps, config.finetune_learning_rate, config.batch_size,
-                          tuple(config.objectives))
+                          tuple(config.objectives), cache=cache, warm_steps=max(1, round(config.warm_fraction * steps)),
+                          threads=config.threads)
+    evaluator.data_source = {"name": config.dataset, "data_dir": config.data_dir, "seed": config.data_seed}
     return Setup(data, base, evaluator, error_rate(base, data.val), error_rate(base, data.test), cached)
 
 
-def make_search(config: RunConfig, dim: int, n_obj: int) -> Search:
+def make_search(config: RunConfig, setup: Setup) -> Search:
     """The search named by ``config.search``: a built-in name or ``package.module:Class``."""
     search_class = resolve(config.search, SEARCHES, kind="search")
     if not (isinstance(search_class, type) and issubclass(search_class, Search)):
         raise ConfigError(f"search {config.search!r} must name a subclass of surrogate_emo.search.Search, "
                           f"got {search_class!r}")
-    return search_class.from_config(config, dim, n_obj)
+    cheap_names = setup.evaluator.objective_names[1:]
+    n_obj = 1 + len(cheap_names)
+    return search_class.from_config(config, setup.space.dim, n_obj, n_expensive=1, ref_point=np.ones(n_obj),
+                                    cheap=lambda X: setup.evaluator.cost_model.ratio_matrix(X, cheap_names))
 
 
 def rescore_front(setup: Setup, evaluations: list[Evaluation], config: RunConfig) -> list[dict]:
@@ -88,15 +97,19 @@ def rescore_front(setup: Setup, evaluations: list[Evaluation], config: RunConfig
         return []
     objectives = np.array([setup.evaluator.objectives(e) for e in ok])
     rows = []
-    trials = {id(e): i for i, e in enumerate(evaluations)}
     for index in pareto_indices(objectives):
         evaluation = ok[index]
-        model, _ = setup.evaluator.finetune(evaluation.genome, evaluation.seed)
+        cached = setup.evaluator.cache.load(evaluation.genome) if setup.evaluator.cache is not None else None
+        if cached is not None:  # the very model that was evaluated
+            model = setup.evaluator.structure(evaluation.genome)
+            model.load_state_dict(cached)
+        else:  # rebuilt: same genome, same seed, from the base model
+            model, _ = setup.evaluator.finetune(evaluation.genome, evaluation.seed)
         reproduced = error_rate(model, setup.data.val)
         if config.final_finetune_epochs > 0:
             fit(model, setup.data.train, steps_for(config.final_finetune_epochs, len(setup.data.train), config.batch_size),
                 lr=config.finetune_learning_rate, batch_size=config.batch_size, seed=evaluation.seed + 1)
-        rows.append({"trial": trials[id(evaluation)], "val_error": evaluation.error, "val_error_rebuilt": reproduced,
+        rows.append({"trial": evaluation.trial, "val_error": evaluation.error, "val_error_rebuilt": reproduced,
                      "test_error": error_rate(model, setup.data.test), "evaluation": evaluation})
     return rows
 
@@ -114,8 +127,8 @@ def run(config: RunConfig) -> RunResult:
                        space=setup.space.describe(), finetune_steps=setup.evaluator.steps)
         n_obj = len(setup.evaluator.objective_names)
         runner = TrialRunner(setup.evaluator, study, run_id, config.seed, config.budget, np.ones(n_obj),
-                             progress=config.progress)
-        evaluations = runner.run(make_search(config, setup.space.dim, n_obj))
+                             progress=config.progress, n_jobs=config.n_jobs, time_limit=config.time_limit)
+        evaluations = runner.run(make_search(config, setup))
     finally:
         study.close()
     search_seconds = runner.search_seconds
@@ -123,8 +136,10 @@ def run(config: RunConfig) -> RunResult:
     summary = {
         "run": config.name, "dataset": config.dataset, "model": config.model, "search": config.search,
         "seed": config.seed, "budget": config.budget, "true_evaluations": len(evaluations),
+        "stopped_by": runner.stopped_by,
         "replayed_from_study": runner.replayed, "evaluated_now": setup.evaluator.n_evaluations,
         "failed": sum(not e.ok for e in evaluations),
+        "warm_started": sum(e.source.startswith("cache:") for e in evaluations),
         "finetune_steps_per_evaluation": setup.evaluator.steps,
         "finetune_steps_total": int(sum(e.steps for e in evaluations)),
         "finetune_seconds_total": float(sum(e.seconds for e in evaluations)),

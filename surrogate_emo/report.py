@@ -12,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from scipy.stats import spearmanr  # noqa: E402
 
 from surrogate_emo.evaluate import Evaluation  # noqa: E402
 from surrogate_emo.front import hypervolume_trace  # noqa: E402
@@ -36,15 +37,32 @@ def _evaluation_row(trial: int, e: Evaluation, setup: Setup) -> dict:
             "size_reduction": 1.0 / e.ratios["bytes"], "macs_reduction": 1.0 / e.ratios["macs"],
             "params": costs.params, "bytes": costs.bytes, "macs": costs.macs, "finetune_steps": e.steps,
             "seconds": round(e.seconds, 4), "seed": e.seed, "source": e.source, "reason": e.reason,
+            "predicted_error": e.extra["predicted"][0] if "predicted" in e.extra else "",
             **_layer_columns(setup, e.genome)}
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
+def surrogate_accuracy(evaluations: list[Evaluation]) -> dict:
+    """Predicted vs observed error on the infill points (those the surrogate predicted before evaluation)."""
+    pairs = np.array([[e.extra["predicted"][0], e.error] for e in evaluations if e.ok and "predicted" in e.extra])
+    if len(pairs) < 3:
+        return {}
+    rho = spearmanr(pairs[:, 0], pairs[:, 1]).statistic
+    iterations = {e.extra["iteration"]: e.extra for e in evaluations if "iteration" in e.extra}
+    return {"infill_points": len(pairs), "spearman": float(rho),
+            "mean_abs_error": float(np.abs(pairs[:, 0] - pairs[:, 1]).mean()),
+            "iterations": len(iterations),
+            "fit_seconds_per_iteration": float(np.mean([it["fit_seconds"] for it in iterations.values()])),
+            "pool_seconds_per_iteration": float(np.mean([it["pool_seconds"] for it in iterations.values()])),
+            "infill_seconds_per_iteration": float(np.mean([it["infill_seconds"] for it in iterations.values()]))}
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """Rows of dicts as CSV; the columns are every key seen, in first-seen order."""
     if not rows:
         path.write_text("")
         return
     with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(k for row in rows for k in row)), restval="")
         writer.writeheader()
         writer.writerows(rows)
 
@@ -59,11 +77,11 @@ def write_report(run_dir: Path, config: RunConfig, setup: Setup, evaluations: li
                  summary: dict) -> dict:
     """Write every output of a run; returns the figures it adds to the summary."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_csv(run_dir / "evaluations.csv", [_evaluation_row(t, e, setup) for t, e in enumerate(evaluations)])
+    write_csv(run_dir / "evaluations.csv", [_evaluation_row(e.trial, e, setup) for e in evaluations])
     front_rows = [{**{k: v for k, v in _evaluation_row(row["trial"], row["evaluation"], setup).items()
                       if k not in ("status", "reason", "source")},
                    "val_error_rebuilt": row["val_error_rebuilt"], "test_error": row["test_error"]} for row in front]
-    _write_csv(run_dir / "front.csv", front_rows)
+    write_csv(run_dir / "front.csv", front_rows)
 
     F = np.array([setup.evaluator.objectives(e) for e in evaluations])
     trace = hypervolume_trace(F, np.ones(F.shape[1]))
@@ -75,6 +93,10 @@ def write_report(run_dir: Path, config: RunConfig, setup: Setup, evaluations: li
         "best_compression_within_2pt_test": best_compression_within(front_rows, setup.dense_test_error, 2.0),
         "final_finetune_epochs": config.final_finetune_epochs,
     }
+    accuracy = surrogate_accuracy(evaluations)
+    if accuracy:
+        extra["surrogate"] = accuracy
+        _plot_accuracy(run_dir / "surrogate_accuracy.png", evaluations, accuracy)
     _plot_front(run_dir / "pareto_front.png", evaluations, front_rows, setup, config)
     _plot_convergence(run_dir / "convergence.png", trace, config)
     (run_dir / "summary.json").write_text(json.dumps({**summary, **extra}, indent=2, default=str) + "\n")
@@ -113,6 +135,21 @@ def _plot_convergence(path: Path, trace: np.ndarray, config: RunConfig) -> None:
     ax.set_xlabel("true evaluations")
     ax.set_ylabel("hypervolume (val error x params ratio, ref = 1)")
     ax.set_title(f"{config.name}: convergence")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_accuracy(path: Path, evaluations: list[Evaluation], accuracy: dict) -> None:
+    pairs = np.array([[e.extra["predicted"][0], e.error] for e in evaluations if e.ok and "predicted" in e.extra])
+    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+    ax.scatter(100 * pairs[:, 0], 100 * pairs[:, 1], s=12)
+    top = 100 * max(pairs.max(), 0.01)
+    ax.plot([0, top], [0, top], "k:", lw=0.8)
+    ax.set_xlabel("predicted validation error before evaluation (%)")
+    ax.set_ylabel("observed validation error (%)")
+    ax.set_title(f"surrogate on {accuracy['infill_points']} infill points: Spearman {accuracy['spearman']:.2f}")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

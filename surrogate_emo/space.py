@@ -138,9 +138,18 @@ class CompressionSpace:
 
     def decode(self, genome) -> list[LayerSetting]:
         """Per-layer rank and kept entries for one genome."""
-        fractions = self.keep_fraction(self.validate(genome)).reshape(-1, 2)
-        return [LayerSetting(rank=int(np.floor(fr * layer.max_rank + 1e-9)), nnz=int(np.floor(fd * layer.numel + 1e-9)))
-                for layer, (fr, fd) in zip(self.layers, fractions)]
+        ranks, nnz = self.decode_matrix(self.validate(genome)[None, :])
+        return [LayerSetting(rank=int(r), nnz=int(k)) for r, k in zip(ranks[0], nnz[0])]
+
+    def decode_matrix(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Ranks and kept entries, each `n x L` int64, for genomes `n x 2L` (assumed valid: no checks, for speed)."""
+        fractions = self.keep_fraction(np.asarray(X, dtype=np.float64))
+        max_rank = np.array([layer.max_rank for layer in self.layers])
+        numel = np.array([layer.numel for layer in self.layers])
+        # the small epsilon keeps exact products (0.1 * 100) from flooring one below
+        ranks = np.floor(fractions[:, 0::2] * max_rank + 1e-9).astype(np.int64)
+        nnz = np.floor(fractions[:, 1::2] * numel + 1e-9).astype(np.int64)
+        return ranks, nnz
 
     def describe(self) -> dict:
         """A JSON-able summary, stored with every study."""

@@ -78,8 +78,9 @@ class Study:
             return int(cursor.lastrowid)
         stored = json.loads(row[1])
         current = json.loads(json.dumps(config, default=str))
+        # a key the stored run lacks was added by a later version of the package: not a change of this run
         changed = sorted(key for key in set(stored) | set(current)
-                         if key not in ignore and stored.get(key) != current.get(key))
+                         if key not in ignore and key in stored and stored.get(key) != current.get(key))
         if changed:
             details = "; ".join(f"{key}: stored {stored.get(key)!r}, given {current.get(key)!r}" for key in changed)
             raise StudyMismatchError(f"run {name!r} in {self.path} was started with another configuration ({details}). "
@@ -96,26 +97,42 @@ class Study:
     def info(self, run_id: int) -> dict:
         return json.loads(self._db.execute("SELECT info FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0])
 
+    def mark_pending(self, run_id: int, trials: list[int], genomes: np.ndarray) -> None:
+        """Note the genomes of a batch before it is evaluated, so a resumed run can finish the same batch."""
+        with self._db:
+            self._db.executemany(
+                "INSERT INTO evaluations VALUES (?, ?, ?, NULL, '{}', 'pending', '', 0, 0.0, 0, '', '{}', ?)",
+                [(run_id, t, json.dumps([float(g) for g in x]), _now()) for t, x in zip(trials, genomes)])
+
     def record(self, run_id: int, trial: int, evaluation: Evaluation) -> None:
-        """Write one finished evaluation and commit at once."""
+        """Write one finished evaluation (replacing its pending row, if any) and commit at once."""
         e = evaluation
         error = None if not np.isfinite(e.error) else float(e.error)
         with self._db:
+            self._db.execute("DELETE FROM evaluations WHERE run_id = ? AND trial = ? AND status = 'pending'",
+                             (run_id, trial))
             self._db.execute(
                 "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, trial, json.dumps([float(g) for g in e.genome]), error, json.dumps(e.ratios), e.status,
                  e.reason, int(e.steps), float(e.seconds), int(e.seed), e.source, json.dumps(e.extra), _now()))
 
-    def evaluations(self, run_id: int) -> dict[int, Evaluation]:
-        """Finished evaluations of a run by trial number, in trial order (gaps are possible after a crash
-        during parallel evaluation: the missing trials are simply evaluated again)."""
+    def evaluations(self, run_id: int, pending: bool = False) -> dict[int, Evaluation]:
+        """Finished evaluations of a run by trial number, in trial order; with ``pending``, also the genomes
+        asked for but not finished when the run stopped (status ``"pending"``)."""
         rows = self._db.execute(
             "SELECT trial, genome, error, ratios, status, reason, steps, seconds, seed, source, extra "
-            "FROM evaluations WHERE run_id = ? ORDER BY trial", (run_id,)).fetchall()
+            "FROM evaluations WHERE run_id = ? AND (? OR status != 'pending') ORDER BY trial",
+            (run_id, pending)).fetchall()
         return {row[0]: Evaluation(np.array(json.loads(row[1]), dtype=np.float64),
                                    float("nan") if row[2] is None else row[2], json.loads(row[3]), row[4], row[5],
-                                   row[6], row[7], row[8], row[9], json.loads(row[10]))
+                                   row[6], row[7], row[8], row[9], json.loads(row[10]), trial=row[0])
                 for row in rows}
+
+    def run_id(self, name: str) -> int:
+        row = self._db.execute("SELECT run_id FROM runs WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise StudyMismatchError(f"{self.path} holds no run {name!r}; it holds {self.run_names()}")
+        return int(row[0])
 
     def run_names(self) -> list[str]:
         return [row[0] for row in self._db.execute("SELECT name FROM runs ORDER BY run_id")]

@@ -83,3 +83,26 @@ def test_installed_entry_point_shows_help():
     out = subprocess.run([sys.executable, "-m", "surrogate_emo.cli", "run", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
     assert "--finetune-epochs" in out.stdout and "--config" in out.stdout
+
+
+def test_user_surrogate_from_a_file_outside_the_package_runs_through_the_cli(tmp_path):
+    from pathlib import Path
+
+    examples = Path(__file__).parent.parent / "examples"
+    command = [sys.executable, "-m", "surrogate_emo.cli", "run", "--search", "surrogate",
+               "--surrogate", "my_surrogate:KNNSurrogate", "--name", "user", "--output-dir", str(tmp_path),
+               "--cache-dir", str(tmp_path / "cache"), "--budget", "10", "--n-init", "4", "--q", "3",
+               "--pool-size", "20", "--pool-generations", "3", "--base-epochs", "2", "--finetune-steps", "3",
+               "--no-progress", "--no-final-test"]
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(examples)}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    with open(tmp_path / "user" / "evaluations.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 10 and all(r["status"] == "ok" for r in rows)
+    from surrogate_emo.compare import load_run
+
+    predicted = [e.extra.get("predicted") for e in load_run(tmp_path / "user", "user")]
+    assert predicted[:4] == [None] * 4 and all(p is not None and len(p) == 1 for p in predicted[4:])

@@ -55,3 +55,22 @@ def test_bad_genomes_and_objectives_are_rejected(setup):
         setup.evaluator(np.full(6, np.nan), seed=0)
     with pytest.raises(ConfigError, match=r"objectives must be a non-empty list from \['params', 'bytes', 'macs'\], got \['flops'\]"):
         Evaluator(setup.base, setup.data, setup.evaluator.cost_model, steps=1, objectives=("flops",))
+
+
+def test_a_pickled_evaluator_reloads_its_data_and_gives_the_same_result(setup):
+    import pickle
+
+    setup.evaluator.data_source = {"name": "digits", "data_dir": None, "seed": 0}
+    payload = pickle.dumps(setup.evaluator)
+    assert len(payload) < 2_000_000  # the data set is not shipped with every task
+    clone = pickle.loads(payload)
+    genome = np.full(setup.space.dim, 0.55)
+    assert clone(genome, seed=5).error == setup.evaluator(genome, seed=5).error
+
+
+def test_parallel_evaluation_matches_sequential(tmp_path):
+    from surrogate_emo.pipeline import run
+
+    sequential = run(tiny_config(tmp_path, name="one", budget=8, pop_size=4, final_test=False))
+    parallel = run(tiny_config(tmp_path, name="two", budget=8, pop_size=4, final_test=False, n_jobs=2))
+    assert [e.error for e in parallel.evaluations] == [e.error for e in sequential.evaluations]

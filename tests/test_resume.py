@@ -19,7 +19,8 @@ from tiny import tiny_config
 
 def _stored(results, name="tiny"):
     with sqlite3.connect(results / name / "study.sqlite") as db:
-        return db.execute("SELECT trial, genome, error, seed FROM evaluations ORDER BY trial").fetchall()
+        return db.execute("SELECT trial, genome, error, seed FROM evaluations WHERE status != 'pending' "
+                          "ORDER BY trial").fetchall()
 
 
 def test_interrupted_run_resumes_and_matches_an_uninterrupted_one(tmp_path, monkeypatch):
@@ -39,6 +40,8 @@ def test_interrupted_run_resumes_and_matches_an_uninterrupted_one(tmp_path, monk
     with pytest.raises(KeyboardInterrupt):
         run(config)
     assert len(_stored(tmp_path / "results")) == 8
+    with sqlite3.connect(tmp_path / "results" / "tiny" / "study.sqlite") as db:  # the rest of the batch was noted
+        assert db.execute("SELECT trial FROM evaluations WHERE status = 'pending'").fetchall() == [(8,), (9,), (10,), (11,)]
     monkeypatch.setattr(Evaluator, "__call__", original_call)
 
     resumed = run(config)
@@ -88,3 +91,27 @@ def test_killed_process_resumes_with_the_same_command(tmp_path):
     after = _stored(tmp_path / "results")
     assert [row[0] for row in after] == list(range(40))
     assert after[: len(before)] == before  # nothing finished before the kill was redone or changed
+
+
+def test_surrogate_run_interrupted_mid_batch_resumes_to_the_same_archive(tmp_path, monkeypatch):
+    options = dict(search="surrogate", surrogate="rf", n_init=4, q=3, budget=13, pool_size=20, pool_generations=3,
+                   final_test=False)
+    reference = run(tiny_config(tmp_path, name="reference", **options))
+    original_call = Evaluator.__call__
+    calls = {"n": 0}
+
+    def interrupted(self, genome, seed):
+        if calls["n"] == 8:  # trials 0-3 design, 4-6 first batch, 7 done; killed during trial 8 of batch 7-9
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return original_call(self, genome, seed)
+
+    monkeypatch.setattr(Evaluator, "__call__", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_config(tmp_path, **options))
+    monkeypatch.setattr(Evaluator, "__call__", original_call)
+    resumed = run(tiny_config(tmp_path, **options))
+    assert resumed.summary["replayed_from_study"] == 8 and resumed.summary["evaluated_now"] == 5
+    assert [e.trial for e in resumed.evaluations] == list(range(13))
+    assert all(np.array_equal(a.genome, b.genome) for a, b in zip(resumed.evaluations, reference.evaluations))
+    assert [e.error for e in resumed.evaluations] == [e.error for e in reference.evaluations]

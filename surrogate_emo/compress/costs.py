@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -73,6 +74,21 @@ class CostModel:
         costs = self.of(genome)
         return {"params": costs.params / self.dense.params, "bytes": costs.bytes / self.dense.bytes,
                 "macs": costs.macs / self.dense.macs}
+
+    def ratio_matrix(self, X: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+        """The same ratios for many genomes at once, `n x len(names)`: what the acquisition computes exactly."""
+        ranks, nnz = self.space.decode_matrix(X)
+        rows = np.array([spec.rows for spec in self.space.layers])
+        cols = np.array([spec.cols for spec in self.space.layers])
+        positions = np.array([spec.out_positions for spec in self.space.layers])
+        bias = np.array([spec.rows if spec.has_bias else 0 for spec in self.space.layers])
+        stored = ranks * (rows + cols) + nnz
+        params = self._rest.params + (stored + bias).sum(axis=1)
+        totals = {"params": params / self.dense.params,
+                  "bytes": (self._rest.bytes + VALUE_BYTES * (stored + bias).sum(axis=1)
+                            + INDEX_BYTES * nnz.sum(axis=1)) / self.dense.bytes,
+                  "macs": (self._rest.macs + (stored * positions).sum(axis=1)) / self.dense.macs}
+        return np.stack([totals[name] for name in names], axis=1)
 
 
 def measure(model: nn.Module, input_shape: tuple[int, ...]) -> Costs:

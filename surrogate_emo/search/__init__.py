@@ -3,7 +3,8 @@
 from surrogate_emo.search.base import Search
 from surrogate_emo.search.baselines import NSGA2Search, RandomSearch
 from surrogate_emo.search.runner import TrialRunner
+from surrogate_emo.search.surrogate import SurrogateSearch
 
-SEARCHES: dict[str, type[Search]] = {"nsga2": NSGA2Search, "random": RandomSearch}
+SEARCHES: dict[str, type[Search]] = {"nsga2": NSGA2Search, "random": RandomSearch, "surrogate": SurrogateSearch}
 
-__all__ = ["SEARCHES", "NSGA2Search", "RandomSearch", "Search", "TrialRunner"]
+__all__ = ["SEARCHES", "NSGA2Search", "RandomSearch", "Search", "SurrogateSearch", "TrialRunner"]

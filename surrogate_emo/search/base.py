@@ -20,8 +20,9 @@ class Search(ABC):
         self.dim, self.n_obj, self.seed = dim, n_obj, seed
 
     @classmethod
-    def from_config(cls, config: RunConfig, dim: int, n_obj: int) -> Search:
-        """Build from a run configuration; a search with other options overrides this."""
+    def from_config(cls, config: RunConfig, dim: int, n_obj: int, **problem) -> Search:
+        """Build from a run configuration. ``problem`` may hold ``cheap`` (exact objectives of genomes),
+        ``n_expensive`` and ``ref_point``, for searches that use them; this default ignores them."""
         return cls(dim, n_obj, seed=config.seed, pop_size=config.pop_size)
 
     @abstractmethod

@@ -1,0 +1,64 @@
+"""Surrogate work per iteration (fit + NSGA-II pool + infill choice) at an archive of 200 real evaluations.
+
+The archive is the first 200 evaluations of the committed LeNet-300-100 / Fashion-MNIST NSGA-II study, so errors
+and genomes are real; the cheap objective is the exact params ratio. Nothing is fine-tuned.
+
+    python experiments/bench_overhead.py [--repeats 3]
+
+Writes results/overhead/overhead.csv and overhead.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from surrogate_emo.report import write_csv
+from surrogate_emo.compare import load_run, objectives
+from surrogate_emo.compress import CostModel, measure
+from surrogate_emo.models import build_model
+from surrogate_emo.search import SurrogateSearch
+from surrogate_emo.space import CompressionSpace
+
+OUT = Path("results/overhead")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--archive", type=int, default=200)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    evaluations = load_run(Path("results/lenet300_fashion_nsga2"), "lenet300_fashion_nsga2")[: args.archive]
+    X, F = np.array([e.genome for e in evaluations]), objectives(evaluations)
+    model = build_model("lenet-300-100", (1, 28, 28), 10)
+    cost_model = CostModel(CompressionSpace.from_model(model, (1, 28, 28)), measure(model, (1, 28, 28)))
+    rows = []
+    for surrogate in ("gp", "rf"):
+        for repeat in range(args.repeats):
+            search = SurrogateSearch(X.shape[1], 2, seed=repeat, surrogate=surrogate, infill="ehvi", q=4, n_init=20,
+                                     cheap=lambda G: cost_model.ratio_matrix(G, ("params",)), log_scale=True)
+            search.tell(X, F)
+            search.ask(4)
+            stats = search.iterations[-1]
+            total = stats["fit_seconds"] + stats["pool_seconds"] + stats["infill_seconds"]
+            rows.append({"surrogate": surrogate, "repeat": repeat, "archive": len(X), **stats, "total_seconds": total})
+            print(rows[-1], flush=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    write_csv(OUT / "overhead.csv", rows)
+    lines = ["| surrogate | archive | fit s | pool s | infill (EHVI, q=4) s | total s (median of repeats) |",
+             "|---|---|---|---|---|---|"]
+    for name in ("gp", "rf"):
+        mine = [r for r in rows if r["surrogate"] == name]
+        med = lambda key: np.median([r[key] for r in mine])  # noqa: E731
+        lines.append(f"| {name} | {len(X)} | {med('fit_seconds'):.2f} | {med('pool_seconds'):.2f} | "
+                     f"{med('infill_seconds'):.2f} | {med('total_seconds'):.2f} |")
+    (OUT / "overhead.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""A size-bounded, checksummed disk cache of fine-tuned compressed models, keyed by genome, for warm starts.
+
+A new candidate can start from the nearest cached model whose structure holds its own (in every layer at least
+its rank and its kept entries), re-compressed from the cached effective weights, instead of from the dense base
+model. Files are plain tensor state dicts loaded with ``weights_only=True``: nothing arbitrary is unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import sqlite3
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from surrogate_emo.errors import SurrogateEMOWarning
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    key TEXT PRIMARY KEY,
+    genome TEXT NOT NULL,
+    label TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    used INTEGER NOT NULL
+);
+"""
+
+
+def genome_key(genome: np.ndarray) -> str:
+    return hashlib.sha256(np.asarray(genome, dtype=np.float64).tobytes()).hexdigest()[:32]
+
+
+class ModelCache:
+    """Fine-tuned models on disk under ``directory``, evicted least-recently-used past ``max_bytes``.
+
+    Example:
+        >>> import tempfile
+        >>> cache = ModelCache(tempfile.mkdtemp(), max_bytes=10_000)
+        >>> cache.put(np.array([0.5, 0.5]), {"w": torch.ones(3)}, label="trial 0")
+        >>> cache.load(np.array([0.5, 0.5]))["w"]
+        tensor([1., 1., 1.])
+    """
+
+    def __init__(self, directory: str | Path, max_bytes: int = 512 * 2**20) -> None:
+        self.directory = Path(directory).expanduser()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self._db = sqlite3.connect(self.directory / "index.sqlite", timeout=60)
+        self._db.executescript(SCHEMA)
+
+    def __getstate__(self) -> dict:  # a worker process opens its own connection to the index
+        return {k: v for k, v in self.__dict__.items() if k != "_db"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._db = sqlite3.connect(self.directory / "index.sqlite", timeout=60)
+
+    def _path(self, key: str) -> Path:
+        return self.directory / f"{key}.pt"
+
+    def _tick(self) -> int:
+        return int(self._db.execute("SELECT COALESCE(MAX(used), 0) + 1 FROM entries").fetchone()[0])
+
+    def put(self, genome: np.ndarray, state_dict: dict[str, torch.Tensor], label: str = "") -> None:
+        """Store a model under its genome (replacing any older one), then evict down to ``max_bytes``."""
+        buffer = io.BytesIO()
+        torch.save({name: tensor.detach().cpu() for name, tensor in state_dict.items()}, buffer)
+        payload = buffer.getvalue()
+        key = genome_key(genome)
+        partial = self._path(key).with_suffix(".partial")
+        partial.write_bytes(payload)
+        partial.replace(self._path(key))  # atomic: a crash never leaves half a file under the final name
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?)",
+                             (key, json.dumps(np.asarray(genome, dtype=float).tolist()), label,
+                              hashlib.sha256(payload).hexdigest(), len(payload), self._tick()))
+        self._evict()
+
+    def _evict(self) -> None:
+        total = self._db.execute("SELECT COALESCE(SUM(bytes), 0) FROM entries").fetchone()[0]
+        for key, size in self._db.execute("SELECT key, bytes FROM entries ORDER BY used").fetchall():
+            if total <= self.max_bytes:
+                break
+            self._drop(key)
+            total -= size
+
+    def _drop(self, key: str) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM entries WHERE key = ?", (key,))
+        self._path(key).unlink(missing_ok=True)
+
+    def entries(self) -> list[tuple[np.ndarray, str]]:
+        """(genome, label) of every entry."""
+        return [(np.array(json.loads(g)), label) for g, label in self._db.execute("SELECT genome, label FROM entries")]
+
+    def load(self, genome: np.ndarray) -> dict[str, torch.Tensor] | None:
+        """The stored model of ``genome``, or None if absent, missing on disk or corrupt (then it is dropped)."""
+        key = genome_key(genome)
+        row = self._db.execute("SELECT sha256 FROM entries WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        path = self._path(key)
+        try:
+            payload = path.read_bytes()
+            if hashlib.sha256(payload).hexdigest() != row[0]:
+                raise ValueError("checksum mismatch")
+            state = torch.load(io.BytesIO(payload), weights_only=True)
+        except (OSError, ValueError, RuntimeError, EOFError) as error:
+            warnings.warn(f"skipping cache entry {path.name}: {error}", SurrogateEMOWarning, stacklevel=2)
+            log.warning("skipping corrupt or missing cache entry %s: %s", path, error)
+            self._drop(key)
+            return None
+        with self._db:
+            self._db.execute("UPDATE entries SET used = ? WHERE key = ?", (self._tick(), key))
+        return state
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,175 @@
+"""Infill criteria: which ``q`` candidates of a pool are worth a true evaluation.
+
+All objectives are minimized here, as everywhere in the package; the negation to BoTorch's maximization happens
+in `_botorch_objective` and `_maximize` alone. Expensive objectives come from the surrogate; cheap ones
+(compression, MACs) are computed exactly from the genome inside the acquisition, never modelled.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from botorch.acquisition.logei import qLogExpectedImprovement
+from botorch.acquisition.multi_objective.logei import qLogExpectedHypervolumeImprovement
+from botorch.acquisition.multi_objective.objective import GenericMCMultiOutputObjective
+from botorch.acquisition.objective import GenericMCObjective
+from botorch.optim.optimize import optimize_acqf_discrete
+from botorch.sampling.get_sampler import get_sampler
+from botorch.utils.multi_objective.box_decompositions import FastNondominatedPartitioning
+from botorch.utils.multi_objective.scalarization import get_chebyshev_scalarization
+from botorch.utils.sampling import sample_simplex
+
+from surrogate_emo.errors import ConfigError
+from surrogate_emo.front import hypervolume
+from surrogate_emo.registry import resolve
+from surrogate_emo.surrogates.base import Surrogate
+
+MC_SAMPLES = 128
+
+
+@dataclass
+class InfillContext:
+    """What a criterion may look at: the fitted surrogate, the archive, and the exact cheap objectives.
+
+    ``F`` (`n x m`) holds every objective of the archive; its first ``n_expensive`` columns are the modelled
+    ones, the rest are ``cheap(X)``.
+    """
+
+    surrogate: Surrogate
+    X: np.ndarray
+    F: np.ndarray
+    n_expensive: int
+    cheap: Callable[[np.ndarray], np.ndarray] | None
+    ref_point: np.ndarray
+    seed: int
+    log_scale: bool = False  # the surrogate models log(expensive objectives); predictions are exp()-ed back
+
+    def cheap_values(self, X: np.ndarray) -> np.ndarray:
+        return self.cheap(X) if self.cheap is not None else np.zeros((len(X), 0))
+
+    def predicted(self, X: np.ndarray) -> np.ndarray:
+        """Objectives `n x m` with the surrogate's mean (the median, on a log scale) for the expensive ones."""
+        mean = self.surrogate.predict(X)[0]
+        return np.hstack([np.exp(mean) if self.log_scale else mean, self.cheap_values(X)])
+
+
+class Infill(ABC):
+    """Chooses ``q`` distinct rows of ``pool`` (`p x d`); returns their indices."""
+
+    def select(self, context: InfillContext, pool: np.ndarray, q: int) -> np.ndarray:
+        q = min(q, len(pool))
+        chosen = np.asarray(self._select(context, pool, q), dtype=int)
+        if len(chosen) != q or len(set(chosen.tolist())) != q:
+            raise RuntimeError(f"{type(self).__name__} must choose {q} distinct pool rows, chose {chosen.tolist()}")
+        return chosen
+
+    @abstractmethod
+    def _select(self, context: InfillContext, pool: np.ndarray, q: int) -> np.ndarray: ...
+
+
+def _maximize(F: np.ndarray) -> torch.Tensor:
+    return -torch.as_tensor(F, dtype=torch.float64)
+
+
+def _botorch_objective(context: InfillContext):
+    """Samples of the expensive objectives, joined with the exact cheap ones of ``X``, negated for BoTorch."""
+
+    def objective(samples: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
+        if context.log_scale:
+            samples = samples.exp()
+        if context.cheap is None:
+            return -samples
+        flat = X.detach().reshape(-1, X.shape[-1]).numpy()
+        cheap = torch.as_tensor(context.cheap(flat), dtype=samples.dtype).reshape(*X.shape[:-1], -1)
+        return -torch.cat([samples, cheap.expand(*samples.shape[:-1], cheap.shape[-1])], dim=-1)
+
+    return objective
+
+
+def _pick_from_pool(acquisition, pool: np.ndarray, q: int) -> np.ndarray:
+    """Sequentially conditioned choice of ``q`` pool rows (BoTorch's ``optimize_acqf_discrete``)."""
+    choices = torch.as_tensor(pool, dtype=torch.float64)
+    with torch.no_grad():
+        candidates, _ = optimize_acqf_discrete(acquisition, q=q, choices=choices, unique=True)
+    # map back to pool rows: the candidates are exact copies of rows of choices
+    distances = torch.cdist(candidates, choices)
+    return distances.argmin(dim=1).numpy()
+
+
+def _sampler(context: InfillContext, pool: np.ndarray):
+    model = context.surrogate.model()
+    with torch.no_grad():
+        posterior = model.posterior(torch.as_tensor(pool[:1], dtype=torch.float64))
+    return model, get_sampler(posterior, sample_shape=torch.Size([MC_SAMPLES]), seed=context.seed)
+
+
+class EHVI(Infill):
+    """Batch expected hypervolume improvement: BoTorch's ``qLogExpectedHypervolumeImprovement`` over a box
+    decomposition of the archive's front, ``q`` candidates chosen by sequential conditioning."""
+
+    def _select(self, context, pool, q):
+        model, sampler = _sampler(context, pool)
+        ref = _maximize(context.ref_point)
+        partitioning = FastNondominatedPartitioning(ref_point=ref, Y=_maximize(context.F))
+        acquisition = qLogExpectedHypervolumeImprovement(
+            model, ref_point=ref, partitioning=partitioning, sampler=sampler,
+            objective=GenericMCMultiOutputObjective(_botorch_objective(context)))
+        return _pick_from_pool(acquisition, pool, q)
+
+
+class ParEGO(Infill):
+    """ParEGO-style: expected improvement of a random augmented Chebyshev scalarisation (new weights each call)."""
+
+    def _select(self, context, pool, q):
+        model, sampler = _sampler(context, pool)
+        weights = sample_simplex(context.F.shape[1], n=1, dtype=torch.float64, seed=context.seed)[0]
+        scalarize = get_chebyshev_scalarization(weights, _maximize(context.F))
+        to_max = _botorch_objective(context)
+        acquisition = qLogExpectedImprovement(
+            model, best_f=scalarize(_maximize(context.F)).max(), sampler=sampler,
+            objective=GenericMCObjective(lambda samples, X=None: scalarize(to_max(samples, X))))
+        return _pick_from_pool(acquisition, pool, q)
+
+
+class PredictedMean(Infill):
+    """Pure exploitation: greedily the candidates whose predicted objectives add most hypervolume."""
+
+    def _select(self, context, pool, q):
+        predicted = context.predicted(pool)
+        front = context.F.copy()
+        chosen: list[int] = []
+        rng = np.random.default_rng(context.seed)
+        for _ in range(q):
+            base = hypervolume(front, context.ref_point)
+            gains = np.array([-np.inf if i in chosen else hypervolume(np.vstack([front, p]), context.ref_point) - base
+                              for i, p in enumerate(predicted)])
+            if gains.max() <= 0:  # nothing is predicted to improve: the least dominated-looking, at random among ties
+                free = [i for i in range(len(pool)) if i not in chosen]
+                best = free[int(rng.integers(len(free)))]
+            else:
+                best = int(gains.argmax())
+            chosen.append(best)
+            front = np.vstack([front, predicted[best]])
+        return np.array(chosen)
+
+
+class RandomFromPool(Infill):
+    """``q`` pool rows uniformly at random: the control that shows what the criterion adds."""
+
+    def _select(self, context, pool, q):
+        return np.random.default_rng(context.seed).choice(len(pool), size=q, replace=False)
+
+
+INFILLS: dict[str, type[Infill]] = {"ehvi": EHVI, "parego": ParEGO, "mean": PredictedMean, "random": RandomFromPool}
+
+
+def make_infill(name: str) -> Infill:
+    """A registered criterion or a user class given as ``package.module:ClassName``."""
+    infill_class = resolve(name, INFILLS, kind="infill criterion")
+    if not (isinstance(infill_class, type) and issubclass(infill_class, Infill)):
+        raise ConfigError(f"infill {name!r} must name a subclass of surrogate_emo.infill.Infill, got {infill_class!r}")
+    return infill_class()

@@ -1,0 +1,24 @@
+"""Surrogates of the expensive objectives, by name or by ``package.module:ClassName``."""
+
+from __future__ import annotations
+
+from surrogate_emo.errors import ConfigError
+from surrogate_emo.registry import resolve
+from surrogate_emo.surrogates.base import IndependentGaussianModel, Surrogate, SurrogateError
+from surrogate_emo.surrogates.forest import RandomForestSurrogate
+from surrogate_emo.surrogates.gp import GPSurrogate
+
+SURROGATES: dict[str, type[Surrogate]] = {"gp": GPSurrogate, "rf": RandomForestSurrogate}
+
+
+def make_surrogate(name: str, seed: int = 0) -> Surrogate:
+    """Instantiate a registered surrogate or a user class given as ``package.module:ClassName``."""
+    surrogate_class = resolve(name, SURROGATES, kind="surrogate")
+    if not (isinstance(surrogate_class, type) and issubclass(surrogate_class, Surrogate)):
+        raise ConfigError(f"surrogate {name!r} must name a subclass of surrogate_emo.surrogates.Surrogate, "
+                          f"got {surrogate_class!r}")
+    return surrogate_class(seed=seed)
+
+
+__all__ = ["SURROGATES", "GPSurrogate", "IndependentGaussianModel", "RandomForestSurrogate", "Surrogate",
+           "SurrogateError", "make_surrogate"]

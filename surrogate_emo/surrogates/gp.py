@@ -1,0 +1,49 @@
+"""Gaussian-process surrogate: BoTorch ``SingleTaskGP`` with an ARD Matern-5/2 kernel."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from botorch.fit import fit_gpytorch_mll
+from botorch.models import SingleTaskGP
+from botorch.models.model import Model
+from botorch.models.transforms import Normalize, Standardize
+from gpytorch.kernels import MaternKernel, ScaleKernel
+from gpytorch.mlls import ExactMarginalLogLikelihood
+
+from surrogate_emo.surrogates.base import Surrogate
+
+
+class GPSurrogate(Surrogate):
+    """BoTorch ``SingleTaskGP`` (input normalisation, outcome standardisation, ARD Matern-5/2 kernel) fitted by
+    maximum marginal likelihood with ``fit_gpytorch_mll``; one independent GP per expensive objective.
+
+    Example:
+        >>> X = np.random.default_rng(0).random((20, 2))
+        >>> gp = GPSurrogate().fit(X, X.sum(axis=1, keepdims=True))
+        >>> mean, var = gp.predict(np.array([[0.5, 0.5]]))
+        >>> bool(abs(mean[0, 0] - 1.0) < 0.05)
+        True
+    """
+
+    def _fit(self, X: np.ndarray, Y: np.ndarray) -> None:
+        torch.manual_seed(self.seed)  # the optimizer's random restarts
+        train_x, train_y = torch.as_tensor(X), torch.as_tensor(Y)
+        batch = torch.Size([Y.shape[1]]) if Y.shape[1] > 1 else torch.Size()
+        kernel = ScaleKernel(MaternKernel(nu=2.5, ard_num_dims=X.shape[1], batch_shape=batch), batch_shape=batch)
+        self._gp = SingleTaskGP(train_x, train_y, covar_module=kernel, input_transform=Normalize(d=X.shape[1]),
+                                outcome_transform=Standardize(m=Y.shape[1]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # BoTorch warns on every optimizer restart; the fit is checked below
+            fit_gpytorch_mll(ExactMarginalLogLikelihood(self._gp.likelihood, self._gp))
+        self._gp.eval()
+
+    def _predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            posterior = self._gp.posterior(torch.as_tensor(X))
+        return posterior.mean.numpy(), posterior.variance.numpy()
+
+    def model(self) -> Model:
+        return self._gp  # the real joint posterior, so q-batches are conditioned on each other

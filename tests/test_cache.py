@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from surrogate_emo.cache import ModelCache, genome_key
+from surrogate_emo.errors import SurrogateEMOWarning
+from surrogate_emo.evaluate import Evaluator
+from surrogate_emo.pipeline import prepare
+from tiny import tiny_config
+
+
+def test_round_trip_is_exact(tmp_path):
+    cache = ModelCache(tmp_path)
+    state = {"w": torch.randn(4, 3), "i": torch.arange(5, dtype=torch.int32)}
+    cache.put(np.array([0.1, 0.2]), state)
+    loaded = cache.load(np.array([0.1, 0.2]))
+    assert all(torch.equal(loaded[k], state[k]) and loaded[k].dtype == state[k].dtype for k in state)
+    assert cache.load(np.array([0.1, 0.3])) is None
+
+
+def test_corrupt_or_missing_entries_are_skipped_and_dropped(tmp_path):
+    cache = ModelCache(tmp_path)
+    cache.put(np.array([0.1]), {"w": torch.ones(10)})
+    cache.put(np.array([0.2]), {"w": torch.ones(10)})
+    path = tmp_path / f"{genome_key(np.array([0.1]))}.pt"
+    path.write_bytes(path.read_bytes()[:-7] + b"garbage")
+    with pytest.warns(SurrogateEMOWarning, match="checksum mismatch"):
+        assert cache.load(np.array([0.1])) is None
+    (tmp_path / f"{genome_key(np.array([0.2]))}.pt").unlink()
+    with pytest.warns(SurrogateEMOWarning, match="skipping cache entry"):
+        assert cache.load(np.array([0.2])) is None
+    assert cache.entries() == []
+
+
+def test_least_recently_used_entries_go_first(tmp_path):
+    cache = ModelCache(tmp_path, max_bytes=10**9)
+    cache.put(np.array([0.0]), {"w": torch.ones(1000)})
+    size = sum(p.stat().st_size for p in tmp_path.glob("*.pt"))
+    cache.max_bytes = 2 * size + 10  # room for two entries, not three
+    cache.put(np.array([1.0]), {"w": torch.ones(1000)})
+    cache.load(np.array([0.0]))  # now 1.0 is the least recently used
+    cache.put(np.array([2.0]), {"w": torch.ones(1000)})
+    kept = sorted(float(g[0]) for g, _ in cache.entries())
+    assert kept == [0.0, 2.0]
+    assert len(list(tmp_path.glob("*.pt"))) == 2
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    return prepare(tiny_config(tmp_path_factory.mktemp("cache")))
+
+
+def test_warm_start_from_a_cached_model_that_contains_the_structure(setup, tmp_path):
+    cache = ModelCache(tmp_path)
+    evaluator = Evaluator(setup.base, setup.data, setup.evaluator.cost_model, steps=8, cache=cache, warm_steps=4)
+    big = np.full(setup.space.dim, 0.8)
+    first = evaluator(big, seed=0)
+    assert first.source == "base" and first.steps == 8 and len(cache.entries()) == 1
+    smaller = np.full(setup.space.dim, 0.6)
+    second = evaluator(smaller, seed=1)
+    assert second.source.startswith("cache:") and second.steps == 4
+    larger = np.full(setup.space.dim, 0.9)  # no cached model holds this structure: cold start
+    assert evaluator(larger, seed=2).source == "base"
+
+
+def test_warm_start_reuses_the_fine_tuned_weights(setup, tmp_path):
+    cache = ModelCache(tmp_path)
+    evaluator = Evaluator(setup.base, setup.data, setup.evaluator.cost_model, steps=20, cache=cache)
+    genome = np.full(setup.space.dim, 0.7)
+    evaluator(genome, seed=0)
+    source, _ = evaluator.warm_source(genome)
+    expected = evaluator.structure(genome)
+    expected.load_state_dict(cache.load(genome))
+    # same genome: re-compressing the cached model reproduces its weights, not the base model's
+    for (name, a), b in zip(source.state_dict().items(), expected.state_dict().values()):
+        assert torch.equal(a, b), name

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pymoo.problems import get_problem
+
+from surrogate_emo.errors import ConfigError
+from surrogate_emo.front import hypervolume
+from surrogate_emo.search import SurrogateSearch
+
+ZDT1 = get_problem("zdt1", n_var=4)
+
+
+def drive(search, budget):
+    n = 0
+    while n < budget:
+        X = search.ask(budget - n)
+        search.tell(X, ZDT1.evaluate(X))
+        n += len(X)
+    return search
+
+
+def make(**kw):
+    options = dict(dim=4, n_obj=2, seed=0, surrogate="gp", q=2, n_init=8, pool_size=30, pool_generations=10,
+                   n_expensive=2, ref_point=[1.1, 1.1])
+    options.update(kw)
+    return SurrogateSearch(**options)
+
+
+def test_initial_design_is_a_latin_hypercube():
+    design = make().ask(100)
+    assert design.shape == (8, 4)
+    # one point in each of the 8 strata of every variable
+    assert all(sorted(np.floor(design[:, j] * 8).astype(int)) == list(range(8)) for j in range(4))
+
+
+def test_loop_improves_on_its_initial_design_and_records_predictions():
+    search = drive(make(), 20)
+    assert len(search.iterations) == 6 and search.X.shape == (20, 4)
+    assert hypervolume(search.F, [1.1, 1.1]) > hypervolume(search.F[:8], [1.1, 1.1]) + 0.05
+    stats = search.iterations[-1]
+    assert stats["archive"] == 18 and min(stats["fit_seconds"], stats["pool_seconds"], stats["infill_seconds"]) > 0
+
+
+def test_proposals_depend_only_on_seed_and_archive():
+    a = drive(make(), 12)
+    b = make()
+    b.tell(a.X, a.F)  # told the archive in one go, as a resumed run is
+    assert np.array_equal(a.ask(2), b.ask(2))
+    notes = b.annotations(np.zeros((2, 4)))
+    assert len(notes) == 2 and len(notes[0]["predicted"]) == 2 and notes[0]["archive"] == 12
+
+
+def test_never_proposes_an_archived_genome():
+    search = drive(make(q=4), 16)
+    assert len({row.tobytes() for row in search.X}) == 16
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(q=0), "need q >= 1"),
+    (dict(n_expensive=1), "cheap objectives given exactly when some objectives are cheap"),
+    (dict(surrogate="svm"), "unknown surrogate 'svm'"),
+    (dict(infill="ei"), "unknown infill criterion 'ei'"),
+])
+def test_bad_settings(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        make(**kwargs)

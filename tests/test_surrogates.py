@@ -1,0 +1,97 @@
+"""Contract tests every surrogate passes, built-in or user-defined (add yours to SURROGATE_CLASSES)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from surrogate_emo.errors import ConfigError
+from surrogate_emo.surrogates import SURROGATES, Surrogate, SurrogateError, make_surrogate
+
+
+class NearestNeighbour(Surrogate):
+    """The README's example of a user surrogate: the nearest archive point's value, variance from distance."""
+
+    def _fit(self, X, Y):
+        self.X, self.Y = X, Y
+
+    def _predict(self, X):
+        distances = ((X[:, None, :] - self.X[None]) ** 2).sum(-1)
+        nearest = distances.argmin(axis=1)
+        return self.Y[nearest], np.repeat(distances.min(axis=1)[:, None], self.Y.shape[1], axis=1)
+
+
+SURROGATE_CLASSES = [*SURROGATES.values(), NearestNeighbour]
+
+
+def smooth(X):
+    return np.sin(3 * X[:, :1]) + X[:, 1:2] ** 2
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    return rng.random((100, 3)), rng.random((200, 3))
+
+
+@pytest.mark.parametrize("surrogate_class", SURROGATE_CLASSES, ids=lambda c: c.__name__)
+def test_predicts_a_smooth_function_better_than_its_mean(surrogate_class, data):
+    X, X_test = data
+    surrogate = surrogate_class(seed=0).fit(X, smooth(X))
+    mean, var = surrogate.predict(X_test)
+    assert mean.shape == var.shape == (200, 1) and (var >= 0).all()
+    error = np.abs(mean - smooth(X_test)).mean()
+    assert error < 0.5 * np.abs(smooth(X_test) - smooth(X).mean()).mean()
+
+
+@pytest.mark.parametrize("surrogate_class", SURROGATE_CLASSES, ids=lambda c: c.__name__)
+def test_same_seed_same_prediction(surrogate_class, data):
+    X, X_test = data
+    first = surrogate_class(seed=3).fit(X, smooth(X)).predict(X_test)
+    second = surrogate_class(seed=3).fit(X, smooth(X)).predict(X_test)
+    assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])
+
+
+@pytest.mark.parametrize("surrogate_class", SURROGATE_CLASSES, ids=lambda c: c.__name__)
+def test_two_outputs_and_a_botorch_posterior(surrogate_class, data):
+    X, X_test = data
+    Y = np.hstack([smooth(X), X[:, 2:3]])
+    surrogate = surrogate_class(seed=0).fit(X, Y)
+    assert surrogate.predict(X_test)[0].shape == (200, 2)
+    posterior = surrogate.model().posterior(torch.as_tensor(X_test[:10].reshape(5, 2, 3)))
+    assert posterior.mean.shape == (5, 2, 2)
+    samples = posterior.rsample(torch.Size([4]))
+    assert samples.shape[-3:] == (5, 2, 2) and torch.isfinite(samples).all()
+
+
+@pytest.mark.parametrize("surrogate_class", SURROGATE_CLASSES, ids=lambda c: c.__name__)
+def test_bad_input_is_rejected_with_shapes(surrogate_class):
+    surrogate = surrogate_class(seed=0)
+    with pytest.raises(SurrogateError, match="before fit"):
+        surrogate.predict(np.zeros((1, 3)))
+    with pytest.raises(SurrogateError, match=r"got X \(5, 3\) and Y \(4, 1\)"):
+        surrogate.fit(np.zeros((5, 3)), np.zeros((4, 1)))
+    with pytest.raises(SurrogateError, match="finite"):
+        surrogate.fit(np.full((5, 3), np.nan), np.zeros((5, 1)))
+    surrogate.fit(np.random.default_rng(0).random((6, 3)), np.arange(6.0))
+    with pytest.raises(SurrogateError, match=r"n x 3, got \(2, 4\)"):
+        surrogate.predict(np.zeros((2, 4)))
+
+
+def test_forest_uncertainty_is_the_spread_of_its_trees(data):
+    X, X_test = data
+    forest = make_surrogate("rf", seed=0).fit(X, smooth(X))
+    trees = forest.tree_predictions(X_test)
+    mean, var = forest.predict(X_test)
+    assert trees.shape == (100, 200, 1)
+    assert np.allclose(var, trees.var(axis=0)) and np.allclose(mean, trees.mean(axis=0))
+
+
+def test_registry_by_name_and_import_path():
+    assert type(make_surrogate("gp")).__name__ == "GPSurrogate"
+    assert isinstance(make_surrogate("test_surrogates:NearestNeighbour"), NearestNeighbour)
+    with pytest.raises(ConfigError, match="unknown surrogate 'svm'; known: gp, rf"):
+        make_surrogate("svm")
+    with pytest.raises(ConfigError, match="must name a subclass"):
+        make_surrogate("numpy:zeros")
