@@ -1,6 +1,6 @@
 """Surrogate work per iteration (fit + NSGA-II pool + infill choice) at an archive of 200 real evaluations.
 
-The archive is the first 200 evaluations of the committed LeNet-300-100 / Fashion-MNIST NSGA-II study, so errors
+The archive is the first 200 evaluations of the committed LeNet-300-100 / Fashion-MNIST NSGA-II study (seed 0), so errors
 and genomes are real; the cheap objective is the exact params ratio. Nothing is fine-tuned.
 
     python experiments/bench_overhead.py [--repeats 3]
@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--archive", type=int, default=200)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    evaluations = load_run(Path("results/lenet300_fashion_nsga2"), "lenet300_fashion_nsga2")[: args.archive]
+    evaluations = load_run(Path("results/lenet300_surrogate_vs_nsga2/nsga2_seed0"), "nsga2_seed0")[: args.archive]
     X, F = np.array([e.genome for e in evaluations]), objectives(evaluations)
     model = build_model("lenet-300-100", (1, 28, 28), 10)
     cost_model = CostModel(CompressionSpace.from_model(model, (1, 28, 28)), measure(model, (1, 28, 28)))

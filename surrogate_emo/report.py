@@ -31,10 +31,15 @@ def _layer_columns(setup: Setup, genome: np.ndarray) -> dict:
     return row
 
 
+def _reduction(ratio: float) -> float:
+    """Dense / compressed; infinite when nothing is left (an all-zero genome keeps no MACs, only biases)."""
+    return 1.0 / ratio if ratio > 0 else float("inf")
+
+
 def _evaluation_row(trial: int, e: Evaluation, setup: Setup) -> dict:
     costs = setup.evaluator.cost_model.of(e.genome)
-    return {"trial": trial, "status": e.status, "val_error": e.error, "compression": 1.0 / e.ratios["params"],
-            "size_reduction": 1.0 / e.ratios["bytes"], "macs_reduction": 1.0 / e.ratios["macs"],
+    return {"trial": trial, "status": e.status, "val_error": e.error, "compression": _reduction(e.ratios["params"]),
+            "size_reduction": _reduction(e.ratios["bytes"]), "macs_reduction": _reduction(e.ratios["macs"]),
             "params": costs.params, "bytes": costs.bytes, "macs": costs.macs, "finetune_steps": e.steps,
             "seconds": round(e.seconds, 4), "seed": e.seed, "source": e.source, "reason": e.reason,
             "predicted_error": e.extra["predicted"][0] if "predicted" in e.extra else "",
@@ -83,7 +88,7 @@ def write_report(run_dir: Path, config: RunConfig, setup: Setup, evaluations: li
                    "val_error_rebuilt": row["val_error_rebuilt"], "test_error": row["test_error"]} for row in front]
     write_csv(run_dir / "front.csv", front_rows)
 
-    F = np.array([setup.evaluator.objectives(e) for e in evaluations])
+    F = np.array([setup.evaluator.objectives(e) for e in evaluations]).reshape(-1, len(setup.evaluator.objective_names))
     trace = hypervolume_trace(F, np.ones(F.shape[1]))
     extra = {
         "final_hypervolume_val": float(trace[-1]) if len(trace) else 0.0,
@@ -106,7 +111,7 @@ def write_report(run_dir: Path, config: RunConfig, setup: Setup, evaluations: li
 def _plot_front(path: Path, evaluations: list[Evaluation], front: list[dict], setup: Setup, config: RunConfig) -> None:
     ok = [e for e in evaluations if e.ok]
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    ax.scatter([1 / e.ratios["params"] for e in ok], [100 * e.error for e in ok], s=10, c="0.75",
+    ax.scatter([_reduction(e.ratios["params"]) for e in ok], [100 * e.error for e in ok], s=10, c="0.75",
                label=f"all evaluations (val, n={len(ok)})")
     if front:
         comp = [r["compression"] for r in front]

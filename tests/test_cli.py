@@ -106,3 +106,21 @@ def test_user_surrogate_from_a_file_outside_the_package_runs_through_the_cli(tmp
 
     predicted = [e.extra.get("predicted") for e in load_run(tmp_path / "user", "user")]
     assert predicted[:4] == [None] * 4 and all(p is not None and len(p) == 1 for p in predicted[4:])
+
+
+def test_the_most_compressed_genome_is_reported_without_dividing_by_zero(tmp_path):
+    import numpy as np
+
+    from surrogate_emo.config import RunConfig
+    from surrogate_emo.pipeline import prepare
+    from surrogate_emo.report import write_report
+
+    config = RunConfig(output_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"), base_epochs=1.0, finetune_steps=2,
+                       objectives=["params", "macs"])
+    setup = prepare(config)
+    evaluation = setup.evaluator(np.zeros(setup.space.dim), seed=0)
+    evaluation.trial = 0
+    assert evaluation.ratios["macs"] == 0.0  # only biases are left, and they cost no multiply-accumulate
+    write_report(tmp_path / "zero", config, setup, [evaluation], [], {})
+    with open(tmp_path / "zero" / "evaluations.csv") as handle:
+        assert next(csv.DictReader(handle))["macs_reduction"] == "inf"

@@ -115,3 +115,11 @@ def test_surrogate_run_interrupted_mid_batch_resumes_to_the_same_archive(tmp_pat
     assert [e.trial for e in resumed.evaluations] == list(range(13))
     assert all(np.array_equal(a.genome, b.genome) for a, b in zip(resumed.evaluations, reference.evaluations))
     assert [e.error for e in resumed.evaluations] == [e.error for e in reference.evaluations]
+
+
+def test_a_wall_clock_limit_stops_between_batches_and_says_so(tmp_path):
+    result = run(tiny_config(tmp_path, budget=50, pop_size=5, time_limit=1e-9, final_test=False))
+    assert result.summary["stopped_by"] == "time_limit"
+    assert result.summary["true_evaluations"] == 0
+    resumed = run(tiny_config(tmp_path, budget=10, pop_size=5, final_test=False))  # the limit may change on resume
+    assert resumed.summary["stopped_by"] == "budget" and resumed.summary["true_evaluations"] == 10
