@@ -129,9 +129,7 @@ def _plot_front(path: Path, evaluations: list[Evaluation], front: list[dict], se
     ax.set_title(f"{config.model} on {config.dataset}: {config.search}, {len(evaluations)} true evaluations")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _plot_convergence(path: Path, trace: np.ndarray, config: RunConfig) -> None:
@@ -141,9 +139,7 @@ def _plot_convergence(path: Path, trace: np.ndarray, config: RunConfig) -> None:
     ax.set_ylabel("hypervolume (val error x params ratio, ref = 1)")
     ax.set_title(f"{config.name}: convergence")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _plot_accuracy(path: Path, evaluations: list[Evaluation], accuracy: dict) -> None:
@@ -156,6 +152,10 @@ def _plot_accuracy(path: Path, evaluations: list[Evaluation], accuracy: dict) ->
     ax.set_ylabel("observed validation error (%)")
     ax.set_title(f"surrogate on {accuracy['infill_points']} infill points: Spearman {accuracy['spearman']:.2f}")
     ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -35,15 +35,6 @@ def _seed():
     torch.manual_seed(0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Multi-threaded LAPACK SVD slows 100-fold when the CPUs are shared with other processes; one thread is fast."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ---------------------------------------------------------------- exact costs, by hand
 
 

@@ -14,15 +14,6 @@ from surrogate_emo.space import CompressionSpace
 SHAPES = {"mlp": (1, 8, 8), "lenet-300-100": (1, 28, 28), "lenet-5": (1, 28, 28)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Multi-threaded LAPACK SVD slows 100-fold when the CPUs are shared with other processes; one thread is fast."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def base_and_space(name: str) -> tuple[nn.Module, CompressionSpace, tuple[int, ...]]:
     torch.manual_seed(0)
     shape = SHAPES[name]

@@ -16,6 +16,10 @@ class Search(ABC):
     evaluations through ``ask``/``tell`` and relies on the same genomes coming back.
     """
 
+    #: True when ``ask`` depends only on the seed and what was told: a resumed run then tells the stored archive
+    #: at once instead of replaying every ask and tell.
+    stateless: bool = False
+
     def __init__(self, dim: int, n_obj: int, seed: int = 0) -> None:
         self.dim, self.n_obj, self.seed = dim, n_obj, seed
 
@@ -32,3 +36,7 @@ class Search(ABC):
     @abstractmethod
     def tell(self, X: np.ndarray, F: np.ndarray) -> None:
         """Objectives `k x m` of the genomes `k x d` last asked."""
+
+    def annotations(self, X: np.ndarray) -> list[dict]:
+        """JSON-able notes stored with each genome just asked (a surrogate's prediction, say); none by default."""
+        return [{} for _ in range(len(X))]

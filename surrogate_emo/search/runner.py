@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -26,8 +25,7 @@ class TrialRunner:
     """
 
     def __init__(self, evaluator: Evaluator, study: Study, run_id: int, seed: int, budget: int,
-                 ref_point: np.ndarray, progress: bool = True,
-                 on_trial: Callable[[int, Evaluation], None] | None = None, n_jobs: int = 1,
+                 ref_point: np.ndarray, progress: bool = True, n_jobs: int = 1,
                  time_limit: float | None = None) -> None:
         if budget < 1:
             raise ConfigError(f"budget must be at least 1 true evaluation, got {budget}")
@@ -41,7 +39,6 @@ class TrialRunner:
         self._stored = study.evaluations(run_id, pending=True)
         self._next_trial = 0
         self._progress = progress
-        self._on_trial = on_trial
 
     @property
     def remaining(self) -> int:
@@ -55,7 +52,7 @@ class TrialRunner:
         bar = tqdm(total=self.budget, desc="true evaluations", unit="eval", disable=not self._progress, leave=True)
         started = time.perf_counter()
         try:
-            if getattr(search, "stateless", False) and self._stored:
+            if search.stateless and self._stored:
                 self._restore(search, bar)
             while self.remaining > 0:
                 if self.time_limit is not None and time.perf_counter() - started >= self.time_limit:
@@ -63,7 +60,7 @@ class TrialRunner:
                     break
                 start = time.perf_counter()
                 X = np.atleast_2d(search.ask(self.remaining))
-                notes = search.annotations(X) if hasattr(search, "annotations") else [{}] * len(X)
+                notes = search.annotations(X)
                 self.search_seconds += time.perf_counter() - start
                 F = np.array([self.evaluator.objectives(e) for e in self._batch(X, notes, bar)])
                 start = time.perf_counter()
@@ -133,8 +130,6 @@ class TrialRunner:
         evaluation.trial = trial
         self.history.append(evaluation)
         self._next_trial = max(self._next_trial, trial + 1)
-        if self._on_trial is not None:
-            self._on_trial(trial, evaluation)
         failed = sum(not e.ok for e in self.history)
         bar.set_postfix(hv=f"{hypervolume(self.objectives(), self.ref_point):.4f}", failed=failed,
                         finetune=f"{sum(e.seconds for e in self.history):.0f}s", search=f"{self.search_seconds:.0f}s",
