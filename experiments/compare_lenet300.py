@@ -1,5 +1,5 @@
-"""Surrogate loop (GP, RF; 100 true evaluations) against full-evaluation NSGA-II (500) on LeNet-300-100 /
-Fashion-MNIST, 3 seeds. Each run is the CLI on one of the configs beside this file, resumable on its own.
+"""Surrogate loop (GP, RF; 100 true evaluations) against full-evaluation NSGA-II (500) and BoTorch's qLogNEHVI
+(100) on LeNet-300-100 / Fashion-MNIST, 3 seeds. Each run is the CLI on one of the configs beside this file, resumable on its own.
 
     python experiments/compare_lenet300.py [--jobs 2] [--seeds 0 1 2]
 
@@ -21,7 +21,7 @@ from joblib import Parallel, delayed
 HERE = Path(__file__).parent
 OUT = Path("results/lenet300_surrogate_vs_nsga2")
 METHODS = {"nsga2": "lenet300_fashion_nsga2.toml", "surrogate_gp": "lenet300_fashion_surrogate_gp.toml",
-           "surrogate_rf": "lenet300_fashion_surrogate_rf.toml"}
+           "surrogate_rf": "lenet300_fashion_surrogate_rf.toml", "botorch": "lenet300_fashion_botorch.toml"}
 
 
 def command(method: str, seed: int) -> list[str]:

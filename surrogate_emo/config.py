@@ -39,7 +39,7 @@ class RunConfig:
     layers: list[str] | None = _opt(None, "names of the layers to compress (default: every Linear and Conv2d)")
     decades: float = _opt(3.0, "decades spanned by the log-scale keep fraction of each gene")
     objectives: list[str] = _opt(["params"], "cheap objectives beside the error: params, bytes, macs")
-    search: str = _opt("nsga2", "search: nsga2 (full evaluation), random, surrogate, or package.module:SearchClass")
+    search: str = _opt("nsga2", "search: nsga2 (full evaluation), random, surrogate, botorch (qLogNEHVI peer), or package.module:Class")
     budget: int = _opt(300, "true evaluations (fine-tunings) the search may spend")
     time_limit: float | None = _opt(None, "wall-clock seconds after which no new batch is started (default: none)")
     pop_size: int = _opt(30, "NSGA-II population size; batch size of random search")

@@ -1,7 +1,7 @@
 """Infill criteria: which ``q`` candidates of a pool are worth a true evaluation.
 
 All objectives are minimized here, as everywhere in the package; the negation to BoTorch's maximization happens
-in `_botorch_objective` and `_maximize` alone. Expensive objectives come from the surrogate; cheap ones
+in `botorch_objective` and `_maximize` alone. Expensive objectives come from the surrogate; cheap ones
 (compression, MACs) are computed exactly from the genome inside the acquisition, never modelled.
 """
 
@@ -75,7 +75,7 @@ def _maximize(F: np.ndarray) -> torch.Tensor:
     return -torch.as_tensor(F, dtype=torch.float64)
 
 
-def _botorch_objective(context: InfillContext):
+def botorch_objective(context: InfillContext):
     """Samples of the expensive objectives, joined with the exact cheap ones of ``X``, negated for BoTorch."""
 
     def objective(samples: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
@@ -117,7 +117,7 @@ class EHVI(Infill):
         partitioning = FastNondominatedPartitioning(ref_point=ref, Y=_maximize(context.F))
         acquisition = qLogExpectedHypervolumeImprovement(
             model, ref_point=ref, partitioning=partitioning, sampler=sampler,
-            objective=GenericMCMultiOutputObjective(_botorch_objective(context)))
+            objective=GenericMCMultiOutputObjective(botorch_objective(context)))
         return _pick_from_pool(acquisition, pool, q)
 
 
@@ -128,7 +128,7 @@ class ParEGO(Infill):
         model, sampler = _sampler(context, pool)
         weights = sample_simplex(context.F.shape[1], n=1, dtype=torch.float64, seed=context.seed)[0]
         scalarize = get_chebyshev_scalarization(weights, _maximize(context.F))
-        to_max = _botorch_objective(context)
+        to_max = botorch_objective(context)
         acquisition = qLogExpectedImprovement(
             model, best_f=scalarize(_maximize(context.F)).max(), sampler=sampler,
             objective=GenericMCObjective(lambda samples, X=None: scalarize(to_max(samples, X))))

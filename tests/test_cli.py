@@ -63,7 +63,7 @@ def test_a_run_where_every_fine_tune_diverges_still_finishes(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--dataset", "cifar"], "unknown data set 'cifar'; expected one of digits, fashion-mnist, idx"),
     (["--model", "resnet"], "unknown model 'resnet'; known: lenet-300-100, lenet-5, mlp"),
-    (["--search", "cmaes"], "unknown search 'cmaes'; known: nsga2, random"),
+    (["--search", "cmaes"], "unknown search 'cmaes'; known: botorch, nsga2, random, surrogate"),
     (["--model", "lenet-5"], "lenet-5 needs inputs of at least 16x16 pixels (28x28 intended), got 8x8"),
     (["--layers", "9"], "layers ['9'] are not Linear/Conv2d layers of the model"),
     (["--budget", "0"], "budget must be an integer >= 1, got 0"),

@@ -20,7 +20,7 @@ from scipy.stats import qmc
 from surrogate_emo.errors import ConfigError
 from surrogate_emo.infill import InfillContext, make_infill
 from surrogate_emo.search.base import Search
-from surrogate_emo.surrogates import make_surrogate
+from surrogate_emo.surrogates import Surrogate, make_surrogate
 
 
 class _PredictedProblem(Problem):
@@ -83,27 +83,31 @@ class SurrogateSearch(Search):
         if len(self.X) < self.n_init:
             return self._design[len(self.X):][:n_max]
         iteration_seed = int(np.random.SeedSequence([self.seed, len(self.X)]).generate_state(1)[0] % (2**31))
-        started = time.perf_counter()
-        surrogate = make_surrogate(self.surrogate_name, seed=iteration_seed)
-        expensive = self.F[:, : self.n_expensive]
-        # errors span decades at the interesting end: on a log scale the GP's error there halves (measured)
-        surrogate.fit(self.X, np.log(np.maximum(expensive, 1e-6)) if self.log_scale else expensive)
-        fitted = time.perf_counter()
-        context = InfillContext(surrogate, self.X, self.F, self.n_expensive, self.cheap, self.ref_point, iteration_seed,
-                                self.log_scale)
-        pool = self._pool(context, iteration_seed)
-        pooled = time.perf_counter()
-        chosen = pool[self.infill.select(context, pool, min(self.q, n_max))]
-        done = time.perf_counter()
+        chosen, surrogate, stats = self._choose(n_max, iteration_seed)
         mean, var = surrogate.predict(chosen)
         if self.log_scale:
             mean = np.exp(mean)  # var stays on the log scale it was modelled on
-        stats = {"iteration": len(self.iterations), "archive": len(self.X), "fit_seconds": fitted - started,
-                 "pool_seconds": pooled - fitted, "infill_seconds": done - pooled}
+        stats = {"iteration": len(self.iterations), "archive": len(self.X), **stats}
         self.iterations.append(stats)
         self._last = {i: {**stats, "predicted": mean[i].tolist(), "predicted_var": var[i].tolist()}
                       for i in range(len(chosen))}
         return chosen
+
+    def _choose(self, n_max: int, seed: int) -> tuple[np.ndarray, Surrogate, dict]:
+        """Fit, evolve the pool, pick by the infill criterion: (chosen genomes, fitted surrogate, timings)."""
+        started = time.perf_counter()
+        surrogate = make_surrogate(self.surrogate_name, seed=seed)
+        expensive = self.F[:, : self.n_expensive]
+        # errors span decades at the interesting end: on a log scale the GP's error there halves (measured)
+        surrogate.fit(self.X, np.log(np.maximum(expensive, 1e-6)) if self.log_scale else expensive)
+        fitted = time.perf_counter()
+        context = InfillContext(surrogate, self.X, self.F, self.n_expensive, self.cheap, self.ref_point, seed,
+                                self.log_scale)
+        pool = self._pool(context, seed)
+        pooled = time.perf_counter()
+        chosen = pool[self.infill.select(context, pool, min(self.q, n_max))]
+        return chosen, surrogate, {"fit_seconds": fitted - started, "pool_seconds": pooled - fitted,
+                                   "infill_seconds": time.perf_counter() - pooled}
 
     def annotations(self, X: np.ndarray) -> list[dict]:
         """Per asked genome: the surrogate's prediction and the iteration's timings (stored with the trial)."""
