@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         "true_evaluations", "failed", "final_hypervolume_val", "dense_test_error",
         "best_compression_within_1pt_test", "best_compression_within_2pt_test", "wall_seconds_this_session")},
         indent=2))
+    if summary["replayed_from_study"]:
+        print(f"resumed: {summary['replayed_from_study']} evaluations came from the study in {result.run_dir}/, "
+              f"{summary['evaluated_now']} were run now (another --name starts afresh)")
     print(f"outputs written to {result.run_dir}/")
     return 0
 

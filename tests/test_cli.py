@@ -124,3 +124,11 @@ def test_the_most_compressed_genome_is_reported_without_dividing_by_zero(tmp_pat
     write_report(tmp_path / "zero", config, setup, [evaluation], [], {})
     with open(tmp_path / "zero" / "evaluations.csv") as handle:
         assert next(csv.DictReader(handle))["macs_reduction"] == "inf"
+
+
+def test_rerunning_a_finished_run_says_it_was_resumed(finished_run, capsys):
+    _, run_dir = finished_run
+    code = main(["run", "--name", "e2e", "--output-dir", str(run_dir.parent), "--cache-dir",
+                 str(run_dir.parent.parent / "cache"), *TINY])
+    assert code == 0
+    assert "resumed: 10 evaluations came from the study" in capsys.readouterr().out
