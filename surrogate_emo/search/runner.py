@@ -32,6 +32,7 @@ class TrialRunner:
         self.evaluator, self.study, self.run_id, self.seed, self.budget = evaluator, study, run_id, seed, budget
         self.ref_point = np.asarray(ref_point, dtype=np.float64)
         self.history: list[Evaluation] = []  # in trial order; each knows its trial number (gaps are possible)
+        self._objectives: list[np.ndarray] = []  # kept beside history, not recomputed at every trial
         self.replayed = 0
         self.search_seconds = 0.0
         self.n_jobs, self.time_limit = n_jobs, time_limit
@@ -39,6 +40,7 @@ class TrialRunner:
         self._stored = study.evaluations(run_id, pending=True)
         self._next_trial = 0
         self._progress = progress
+        self._failed, self._finetune_seconds = 0, 0.0
 
     @property
     def remaining(self) -> int:
@@ -46,7 +48,7 @@ class TrialRunner:
 
     def objectives(self) -> np.ndarray:
         """Objectives `n x m` of every trial so far, failed ones at the worst error."""
-        return np.array([self.evaluator.objectives(e) for e in self.history]).reshape(-1, len(self.ref_point))
+        return np.array(self._objectives).reshape(-1, len(self.ref_point))
 
     def run(self, search: Search) -> list[Evaluation]:
         bar = tqdm(total=self.budget, desc="true evaluations", unit="eval", disable=not self._progress, leave=True)
@@ -129,11 +131,14 @@ class TrialRunner:
     def _append(self, trial: int, evaluation: Evaluation, bar) -> None:
         evaluation.trial = trial
         self.history.append(evaluation)
+        self._objectives.append(self.evaluator.objectives(evaluation))
         self._next_trial = max(self._next_trial, trial + 1)
-        failed = sum(not e.ok for e in self.history)
-        bar.set_postfix(hv=f"{hypervolume(self.objectives(), self.ref_point):.4f}", failed=failed,
-                        finetune=f"{sum(e.seconds for e in self.history):.0f}s", search=f"{self.search_seconds:.0f}s",
-                        refresh=False)
+        self._failed += not evaluation.ok
+        self._finetune_seconds += evaluation.seconds
+        if self._progress:
+            bar.set_postfix(hv=f"{hypervolume(self.objectives(), self.ref_point):.4f}", failed=self._failed,
+                            finetune=f"{self._finetune_seconds:.0f}s", search=f"{self.search_seconds:.0f}s",
+                            refresh=False)
         bar.update(1)
 
 
