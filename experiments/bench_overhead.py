@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from surrogate_emo.report import write_csv
 from surrogate_emo.compare import load_run, objectives
@@ -32,6 +33,7 @@ def main() -> None:
     parser.add_argument("--archive", type=int, default=200)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
+    torch.set_num_threads(1)  # as the runs do: float sums, and so results, depend on the thread count
     evaluations = load_run(Path("results/lenet300_surrogate_vs_nsga2/nsga2_seed0"), "nsga2_seed0")[: args.archive]
     X, F = np.array([e.genome for e in evaluations]), objectives(evaluations)
     model = build_model("lenet-300-100", (1, 28, 28), 10)

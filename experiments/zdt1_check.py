@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 from pymoo.problems import get_problem
 
 from surrogate_emo.front import hypervolume
@@ -41,6 +42,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
     warnings.simplefilter("ignore")
+    torch.set_num_threads(1)  # as the runs do: float sums, and so results, depend on the thread count
     problem = get_problem("zdt1", n_var=6)
     limit = hypervolume(problem.pareto_front(1000), REF)
     OUT.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from botorch.sampling import SobolQMCNormalSampler
 
 from surrogate_emo.infill import MC_SAMPLES, InfillContext, botorch_objective
 from surrogate_emo.search.surrogate import SurrogateSearch
-from surrogate_emo.surrogates import GPSurrogate
+from surrogate_emo.surrogates import Surrogate
 
 
 class BoTorchSearch(SurrogateSearch):
@@ -39,11 +39,9 @@ class BoTorchSearch(SurrogateSearch):
                          n_expensive=n_expensive, cheap=cheap, ref_point=ref_point, log_scale=log_scale)
         self.num_restarts, self.raw_samples = num_restarts, raw_samples
 
-    def _choose(self, n_max: int, seed: int) -> tuple[np.ndarray, GPSurrogate, dict]:
+    def _choose(self, n_max: int, seed: int) -> tuple[np.ndarray, Surrogate, dict]:
         started = time.perf_counter()
-        expensive = self.F[:, : self.n_expensive]
-        surrogate = GPSurrogate(seed=seed).fit(
-            self.X, np.log(np.maximum(expensive, 1e-6)) if self.log_scale else expensive)
+        surrogate = self._fitted("gp", seed)
         fitted = time.perf_counter()
         context = InfillContext(surrogate, self.X, self.F, self.n_expensive, self.cheap, self.ref_point, seed,
                                 self.log_scale)

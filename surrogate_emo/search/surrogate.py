@@ -23,6 +23,9 @@ from surrogate_emo.search.base import Search
 from surrogate_emo.surrogates import Surrogate, make_surrogate
 
 
+LOG_FLOOR = 1e-3  # error rates below this are modelled as this, on the log scale
+
+
 class _PredictedProblem(Problem):
     """What NSGA-II sees inside the loop: surrogate means for the expensive objectives, exact cheap ones."""
 
@@ -96,10 +99,7 @@ class SurrogateSearch(Search):
     def _choose(self, n_max: int, seed: int) -> tuple[np.ndarray, Surrogate, dict]:
         """Fit, evolve the pool, pick by the infill criterion: (chosen genomes, fitted surrogate, timings)."""
         started = time.perf_counter()
-        surrogate = make_surrogate(self.surrogate_name, seed=seed)
-        expensive = self.F[:, : self.n_expensive]
-        # errors span decades at the interesting end: on a log scale the GP's error there halves (measured)
-        surrogate.fit(self.X, np.log(np.maximum(expensive, 1e-6)) if self.log_scale else expensive)
+        surrogate = self._fitted(self.surrogate_name, seed)
         fitted = time.perf_counter()
         context = InfillContext(surrogate, self.X, self.F, self.n_expensive, self.cheap, self.ref_point, seed,
                                 self.log_scale)
@@ -108,6 +108,15 @@ class SurrogateSearch(Search):
         chosen = pool[self.infill.select(context, pool, min(self.q, n_max))]
         return chosen, surrogate, {"fit_seconds": fitted - started, "pool_seconds": pooled - fitted,
                                    "infill_seconds": time.perf_counter() - pooled}
+
+    def _fitted(self, name: str, seed: int) -> Surrogate:
+        """Surrogate ``name`` fitted to the archive's expensive objectives, on a log scale if asked."""
+        expensive = self.F[:, : self.n_expensive]
+        if self.log_scale:
+            # errors span decades at the interesting end: on a log scale the GP's error there halves (measured);
+            # the floor keeps a perfect score from becoming an outlier that bends the whole fit
+            expensive = np.log(np.maximum(expensive, LOG_FLOOR))
+        return make_surrogate(name, seed=seed).fit(self.X, expensive)
 
     def annotations(self, X: np.ndarray) -> list[dict]:
         """Per asked genome: the surrogate's prediction and the iteration's timings (stored with the trial)."""
