@@ -44,7 +44,7 @@ class RunConfig:
     time_limit: float | None = _opt(None, "wall-clock seconds after which no new batch is started (default: none)")
     pop_size: int = _opt(30, "NSGA-II population size; batch size of random search")
     surrogate: str = _opt("gp", "surrogate of the error: gp, rf, or package.module:SurrogateClass")
-    infill: str = _opt("ehvi", "infill criterion: ehvi, parego, mean, random, or package.module:InfillClass")
+    infill: str = _opt("ehvi", "infill criterion: ehvi, ehvi-bands, parego, mean, random, or package.module:Class")
     error_scale: str = _opt("log", "scale on which the surrogate models the error: log or linear")
     q: int = _opt(4, "infill candidates truly evaluated per surrogate iteration")
     n_init: int = _opt(20, "Latin-hypercube initial design of the surrogate loop (true evaluations)")

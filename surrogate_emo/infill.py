@@ -107,18 +107,42 @@ def _sampler(context: InfillContext, pool: np.ndarray):
     return model, get_sampler(posterior, sample_shape=torch.Size([MC_SAMPLES]), seed=context.seed)
 
 
+def _ehvi(context: InfillContext, pool: np.ndarray) -> qLogExpectedHypervolumeImprovement:
+    model, sampler = _sampler(context, pool)
+    ref = _maximize(context.ref_point)
+    partitioning = FastNondominatedPartitioning(ref_point=ref, Y=_maximize(context.F))
+    return qLogExpectedHypervolumeImprovement(model, ref_point=ref, partitioning=partitioning, sampler=sampler,
+                                              objective=GenericMCMultiOutputObjective(botorch_objective(context)))
+
+
 class EHVI(Infill):
     """Batch expected hypervolume improvement: BoTorch's ``qLogExpectedHypervolumeImprovement`` over a box
     decomposition of the archive's front, ``q`` candidates chosen by sequential conditioning."""
 
     def _select(self, context, pool, q):
-        model, sampler = _sampler(context, pool)
-        ref = _maximize(context.ref_point)
-        partitioning = FastNondominatedPartitioning(ref_point=ref, Y=_maximize(context.F))
-        acquisition = qLogExpectedHypervolumeImprovement(
-            model, ref_point=ref, partitioning=partitioning, sampler=sampler,
-            objective=GenericMCMultiOutputObjective(botorch_objective(context)))
-        return _pick_from_pool(acquisition, pool, q)
+        return _pick_from_pool(_ehvi(context, pool), pool, q)
+
+
+class EHVIBands(Infill):
+    """EHVI with one pick in each of ``q`` bands of the first cheap objective (quantiles over the pool), each
+    conditioned on the picks before it: spreads a batch along the front instead of piling it where the front
+    is flat. Needs a cheap objective; without one it is plain EHVI."""
+
+    def _select(self, context, pool, q):
+        acquisition = _ehvi(context, pool)
+        if context.cheap is None:
+            return _pick_from_pool(acquisition, pool, q)
+        cheap = context.cheap_values(pool)[:, 0]
+        edges = np.quantile(cheap, np.linspace(0.0, 1.0, q + 1))
+        chosen: list[int] = []
+        for k in range(q):
+            band = [i for i in np.flatnonzero((cheap >= edges[k]) & (cheap <= edges[k + 1])) if i not in chosen]
+            band = band or [i for i in range(len(pool)) if i not in chosen]  # a band emptied by ties
+            with torch.no_grad():
+                values = acquisition(torch.as_tensor(pool[band], dtype=torch.float64)[:, None, :])
+            chosen.append(band[int(values.argmax())])
+            acquisition.set_X_pending(torch.as_tensor(pool[chosen], dtype=torch.float64))
+        return np.array(chosen)
 
 
 class ParEGO(Infill):
@@ -164,7 +188,8 @@ class RandomFromPool(Infill):
         return np.random.default_rng(context.seed).choice(len(pool), size=q, replace=False)
 
 
-INFILLS: dict[str, type[Infill]] = {"ehvi": EHVI, "parego": ParEGO, "mean": PredictedMean, "random": RandomFromPool}
+INFILLS: dict[str, type[Infill]] = {"ehvi": EHVI, "ehvi-bands": EHVIBands, "parego": ParEGO, "mean": PredictedMean,
+                                   "random": RandomFromPool}
 
 
 def make_infill(name: str) -> Infill:

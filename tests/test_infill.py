@@ -49,10 +49,18 @@ def test_ehvi_uses_the_exact_cheap_objective():
     assert make_infill("ehvi").select(context(), pool, 1)[0] == 1
 
 
+def test_ehvi_bands_spread_a_batch_over_the_cheap_objective():
+    pool = np.array([[0.10, 0.10], [0.11, 0.12], [0.12, 0.11], [0.40, 0.90], [0.45, 0.95], [0.35, 0.85]])
+    plain = make_infill("ehvi").select(context(), pool, 2)
+    banded = make_infill("ehvi-bands").select(context(), pool, 2)
+    assert set(plain.tolist()) <= {0, 1, 2}  # all from the most improving corner
+    assert banded[0] in (0, 1, 2) and banded[1] in (3, 4, 5)  # one from each half of the compression range
+
+
 def test_q_larger_than_the_pool_is_cut_to_the_pool():
     assert len(make_infill("random").select(context(), POOL[:2], 5)) == 2
 
 
 def test_unknown_infill_lists_the_known_ones():
-    with pytest.raises(ConfigError, match="unknown infill criterion 'ei'; known: ehvi, mean, parego, random"):
+    with pytest.raises(ConfigError, match="unknown infill criterion 'ei'; known: ehvi, ehvi-bands, mean, parego, random"):
         make_infill("ei")
