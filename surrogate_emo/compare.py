@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.stats import mannwhitneyu  # noqa: E402
 
-from surrogate_emo.evaluate import FAILED_ERROR, Evaluation  # noqa: E402
+from surrogate_emo.evaluate import Evaluation, objective_vector  # noqa: E402
 from surrogate_emo.front import hypervolume_trace  # noqa: E402
 from surrogate_emo.report import surrogate_accuracy, write_csv  # noqa: E402
 from surrogate_emo.store import Study  # noqa: E402
@@ -31,7 +31,7 @@ def load_run(run_dir: Path, name: str) -> list[Evaluation]:
 
 def objectives(evaluations: list[Evaluation], cheap: str = "params") -> np.ndarray:
     """`n x 2` minimized (validation error, ratio); failed evaluations at the worst error."""
-    return np.array([[e.error if e.ok else FAILED_ERROR, e.ratios[cheap]] for e in evaluations]).reshape(-1, 2)
+    return np.array([objective_vector(e, [cheap]) for e in evaluations]).reshape(-1, 2)
 
 
 def _at(trace: np.ndarray, n: int) -> float | None:

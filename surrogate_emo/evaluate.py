@@ -47,6 +47,12 @@ def _cached_dataset(**source) -> DataSplits:
     return load_dataset(**source)
 
 
+def objective_vector(evaluation: Evaluation, cheap: tuple[str, ...] | list[str]) -> np.ndarray:
+    """`[error, *ratios]` as float64, minimized; a failed evaluation gets the worst error, `FAILED_ERROR`."""
+    error = evaluation.error if evaluation.ok else FAILED_ERROR
+    return np.array([error] + [evaluation.ratios[name] for name in cheap], dtype=np.float64)
+
+
 def trial_seed(run_seed: int, trial: int) -> int:
     """A seed for one trial that depends only on the run seed and the trial number (so resumes replay exactly)."""
     return int(np.random.SeedSequence([run_seed, trial]).generate_state(1)[0])
@@ -104,13 +110,16 @@ class Evaluator:
         """The nearest cached model whose every layer keeps at least ``genome``'s rank and entries, if any."""
         if self.cache is None:
             return None
+        entries = self.cache.entries()
+        if not entries:
+            return None
+        genomes = np.array([cached for cached, _ in entries])
         ranks, nnz = self.space.decode_matrix(genome[None, :])
-        candidates = []
-        for cached, label in self.cache.entries():
-            cached_ranks, cached_nnz = self.space.decode_matrix(cached[None, :])
-            if (cached_ranks >= ranks).all() and (cached_nnz >= nnz).all():
-                candidates.append((float(np.linalg.norm(cached - genome)), label, cached))
-        for _, label, cached in sorted(candidates, key=lambda c: c[0]):
+        cached_ranks, cached_nnz = self.space.decode_matrix(genomes)
+        holds = ((cached_ranks >= ranks) & (cached_nnz >= nnz)).all(axis=1)
+        distances = np.linalg.norm(genomes - genome, axis=1)
+        for index in sorted(np.flatnonzero(holds), key=lambda i: distances[i]):
+            cached, label = entries[index]
             state = self.cache.load(cached)  # None when the entry is missing or corrupt: try the next one
             if state is not None:
                 model = self.structure(cached)
@@ -152,7 +161,10 @@ class Evaluator:
         return Evaluation(vector, error, ratios, status, reason, steps, seconds, seed,
                           source="base" if warm is None else f"cache:{label}")
 
+    @property
+    def ref_point(self) -> np.ndarray:
+        """Hypervolume reference point: error 1 and no compression, for every objective."""
+        return np.ones(len(self.objective_names))
+
     def objectives(self, evaluation: Evaluation) -> np.ndarray:
-        """`[error, *ratios]` as float64, minimized; a failed evaluation gets the worst error, `FAILED_ERROR`."""
-        error = evaluation.error if evaluation.ok else FAILED_ERROR
-        return np.array([error] + [evaluation.ratios[name] for name in self.objective_names[1:]], dtype=np.float64)
+        return objective_vector(evaluation, self.objective_names[1:])

@@ -83,7 +83,7 @@ def make_search(config: RunConfig, setup: Setup) -> Search:
                           f"got {search_class!r}")
     cheap_names = setup.evaluator.objective_names[1:]
     n_obj = 1 + len(cheap_names)
-    return search_class.from_config(config, setup.space.dim, n_obj, n_expensive=1, ref_point=np.ones(n_obj),
+    return search_class.from_config(config, setup.space.dim, n_obj, n_expensive=1, ref_point=setup.evaluator.ref_point,
                                     cheap=lambda X: setup.evaluator.cost_model.ratio_matrix(X, cheap_names))
 
 
@@ -125,8 +125,7 @@ def run(config: RunConfig) -> RunResult:
         run_id = study.open_run(config.name, identity)
         study.set_info(run_id, dense_val_error=setup.dense_val_error, dense_test_error=setup.dense_test_error,
                        space=setup.space.describe(), finetune_steps=setup.evaluator.steps)
-        n_obj = len(setup.evaluator.objective_names)
-        runner = TrialRunner(setup.evaluator, study, run_id, config.seed, config.budget, np.ones(n_obj),
+        runner = TrialRunner(setup.evaluator, study, run_id, config.seed, config.budget, setup.evaluator.ref_point,
                              progress=config.progress, n_jobs=config.n_jobs, time_limit=config.time_limit)
         evaluations = runner.run(make_search(config, setup))
     finally:
@@ -151,7 +150,7 @@ def run(config: RunConfig) -> RunResult:
         "dense_bytes": setup.evaluator.cost_model.dense.bytes,
         "dense_macs": setup.evaluator.cost_model.dense.macs,
         "objectives": list(setup.evaluator.objective_names),
-        "hypervolume_reference_point": [1.0] * n_obj,
+        "hypervolume_reference_point": setup.evaluator.ref_point.tolist(),
     }
     summary.update(write_report(run_dir, config, setup, evaluations, front, summary))
     return RunResult(run_dir, evaluations, front, summary)

@@ -89,7 +89,7 @@ def write_report(run_dir: Path, config: RunConfig, setup: Setup, evaluations: li
     write_csv(run_dir / "front.csv", front_rows)
 
     F = np.array([setup.evaluator.objectives(e) for e in evaluations]).reshape(-1, len(setup.evaluator.objective_names))
-    trace = hypervolume_trace(F, np.ones(F.shape[1]))
+    trace = hypervolume_trace(F, setup.evaluator.ref_point)
     extra = {
         "final_hypervolume_val": float(trace[-1]) if len(trace) else 0.0,
         "front_size": len(front_rows),
