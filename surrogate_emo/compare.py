@@ -39,7 +39,7 @@ def _at(trace: np.ndarray, n: int) -> float | None:
     return float(trace[n - 1]) if len(trace) >= n else None
 
 
-def _needed(trace: np.ndarray, target: float) -> int | None:
+def evaluations_to_reach(trace: np.ndarray, target: float) -> int | None:
     """True evaluations after which ``trace`` first reaches ``target``; None if it never does."""
     reached = np.flatnonzero(trace >= target - 1e-12)
     return int(reached[0]) + 1 if len(reached) else None
@@ -73,7 +73,7 @@ def write_comparison(out: Path, methods: list[str], seeds: list[int], baseline: 
     for row in rows:  # how long the baseline, same seed, took to reach what this run ended with
         base = traces.get((baseline, row["seed"]))
         if base is not None and "hv_final" in row:
-            row[f"{baseline}_evaluations_to_reach_hv_final"] = _needed(base, row["hv_final"])
+            row[f"{baseline}_evaluations_to_reach_hv_final"] = evaluations_to_reach(base, row["hv_final"])
     write_csv(out / "comparison.csv", rows)
     (out / "comparison.md").write_text(_markdown(rows, methods, baseline, checkpoints))
     _plot(out / "hypervolume.png", traces, methods)

@@ -75,40 +75,58 @@ def prepare(config: RunConfig) -> Setup:
     return Setup(data, base, evaluator, error_rate(base, data.val), error_rate(base, data.test), cached)
 
 
-def make_search(config: RunConfig, setup: Setup) -> Search:
-    """The search named by ``config.search``: a built-in name or ``package.module:Class``."""
-    search_class = resolve(config.search, SEARCHES, kind="search")
-    if not (isinstance(search_class, type) and issubclass(search_class, Search)):
+def search_class(config: RunConfig) -> type[Search]:
+    """The class named by ``config.search``: a built-in name or ``package.module:Class``."""
+    found = resolve(config.search, SEARCHES, kind="search")
+    if not (isinstance(found, type) and issubclass(found, Search)):
         raise ConfigError(f"search {config.search!r} must name a subclass of surrogate_emo.search.Search, "
-                          f"got {search_class!r}")
+                          f"got {found!r}")
+    return found
+
+
+def make_search(config: RunConfig, setup: Setup) -> Search:
+    """The configured search on the compression problem: the error modelled, the cost ratios exact."""
     cheap_names = setup.evaluator.objective_names[1:]
     n_obj = 1 + len(cheap_names)
-    return search_class.from_config(config, setup.space.dim, n_obj, n_expensive=1, ref_point=setup.evaluator.ref_point,
+    return search_class(config).from_config(config, setup.space.dim, n_obj, n_expensive=1, ref_point=setup.evaluator.ref_point,
                                     cheap=lambda X: setup.evaluator.cost_model.ratio_matrix(X, cheap_names))
 
 
-def rescore_front(setup: Setup, evaluations: list[Evaluation], config: RunConfig) -> list[dict]:
-    """Rebuild each front model (same genome, same seed: the same weights) and score it on the test split.
+def final_model(setup: Setup, evaluation: Evaluation, config: RunConfig,
+                epochs: float | None = None) -> tuple[nn.Module, float]:
+    """The model an evaluation scored (from the cache, or rebuilt: same genome, same seed, the same weights),
+    given ``epochs`` more of fine-tuning (default: ``config.final_finetune_epochs``); returns it with its
+    validation error as rebuilt, before that extra fine-tuning."""
+    epochs = config.final_finetune_epochs if epochs is None else epochs
+    cached = setup.evaluator.cache.load(evaluation.genome) if setup.evaluator.cache is not None else None
+    if cached is not None:  # the very model that was evaluated
+        model = setup.evaluator.structure(evaluation.genome)
+        model.load_state_dict(cached)
+    else:
+        model, _ = setup.evaluator.finetune(evaluation.genome, evaluation.seed)
+    reproduced = error_rate(model, setup.data.val)
+    if epochs > 0:
+        fit(model, setup.data.train, steps_for(epochs, len(setup.data.train), config.batch_size),
+            lr=config.finetune_learning_rate, batch_size=config.batch_size, seed=evaluation.seed + 1)
+    return model, reproduced
 
-    The validation error is recomputed too, so a front whose fine-tunes do not reproduce is visible.
-    """
+
+def front_evaluations(setup: Setup, evaluations: list[Evaluation]) -> list[Evaluation]:
+    """The successful evaluations on the validation Pareto front, by increasing error."""
     ok = [e for e in evaluations if e.ok]
     if not ok:
         return []
-    objectives = np.array([setup.evaluator.objectives(e) for e in ok])
+    return [ok[i] for i in pareto_indices(np.array([setup.evaluator.objectives(e) for e in ok]))]
+
+
+def rescore_front(setup: Setup, evaluations: list[Evaluation], config: RunConfig) -> list[dict]:
+    """Score each front model on the test split, after ``config.final_finetune_epochs`` more fine-tuning.
+
+    The validation error is recomputed too, so a front whose fine-tunes do not reproduce is visible.
+    """
     rows = []
-    for index in pareto_indices(objectives):
-        evaluation = ok[index]
-        cached = setup.evaluator.cache.load(evaluation.genome) if setup.evaluator.cache is not None else None
-        if cached is not None:  # the very model that was evaluated
-            model = setup.evaluator.structure(evaluation.genome)
-            model.load_state_dict(cached)
-        else:  # rebuilt: same genome, same seed, from the base model
-            model, _ = setup.evaluator.finetune(evaluation.genome, evaluation.seed)
-        reproduced = error_rate(model, setup.data.val)
-        if config.final_finetune_epochs > 0:
-            fit(model, setup.data.train, steps_for(config.final_finetune_epochs, len(setup.data.train), config.batch_size),
-                lr=config.finetune_learning_rate, batch_size=config.batch_size, seed=evaluation.seed + 1)
+    for evaluation in front_evaluations(setup, evaluations):
+        model, reproduced = final_model(setup, evaluation, config)
         rows.append({"trial": evaluation.trial, "val_error": evaluation.error, "val_error_rebuilt": reproduced,
                      "test_error": error_rate(model, setup.data.test), "evaluation": evaluation})
     return rows

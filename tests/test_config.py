@@ -73,7 +73,13 @@ def test_bad_config_files(tmp_path):
 def test_shipped_experiment_configs_are_valid():
     from pathlib import Path
 
+    from surrogate_emo.experiment import Experiment
+
     configs = sorted((Path(__file__).parent.parent / "experiments").glob("*.toml"))
     assert configs, "experiments/ should hold at least one config"
     for path in configs:
-        config_from_dict(load_config_file(path))
+        values = load_config_file(path)
+        if "methods" in values:  # an experiment file: every run's configuration is checked
+            assert Experiment.from_file(path).runs()
+        else:
+            config_from_dict(values)

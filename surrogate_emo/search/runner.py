@@ -62,8 +62,10 @@ class TrialRunner:
                     break
                 start = time.perf_counter()
                 X = np.atleast_2d(search.ask(self.remaining))
-                notes = search.annotations(X)
-                self.search_seconds += time.perf_counter() - start
+                asked = time.perf_counter() - start
+                # every trial records the optimizer time of the batch that proposed it, for the experiment reports
+                notes = [{**note, "batch_search_seconds": asked, "batch_size": len(X)} for note in search.annotations(X)]
+                self.search_seconds += asked
                 F = np.array([self.evaluator.objectives(e) for e in self._batch(X, notes, bar)])
                 start = time.perf_counter()
                 search.tell(X, F)

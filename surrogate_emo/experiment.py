@@ -1,0 +1,239 @@
+"""Experiments: every method x seed (x problem) of one study, run or resumed, then reported.
+
+An experiment file (TOML or YAML) names the seeds, the methods (each a set of `RunConfig` keys over a shared
+``[base]``) and either synthetic ``problems`` (pymoo test functions, every objective treated as expensive) or,
+without them, the one compression problem that ``[base]`` describes::
+
+    name = "synthetic"
+    seeds = [0, 1, 2]
+    problems = ["zdt1", "dtlz2"]
+    baselines = ["nsga2", "random"]
+    [base]
+    budget = 100
+    [methods.surrogate_gp]
+    search = "surrogate"
+    [methods.nsga2]
+    search = "nsga2"
+    pop_size = 20
+    [methods.botorch]
+    search = "botorch"
+    seeds = [0]          # a method may run fewer seeds (say why in the report)
+
+Each run keeps its own study under ``<output_dir>/<name>/<problem>/<method>_seed<seed>/``, so rerunning the
+command skips finished runs and resumes interrupted ones from their studies.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from joblib import Parallel, delayed
+from tqdm.auto import tqdm
+
+from surrogate_emo.config import RESUMABLE_FIELDS, RunConfig, config_from_dict, load_config_file
+from surrogate_emo.errors import ConfigError
+from surrogate_emo.problems import SYNTHETIC_PROBLEMS, SyntheticEvaluator
+from surrogate_emo.quality import QualityConfig, compression_quality
+from surrogate_emo.store import Study
+
+EXPERIMENT_KEYS = {"name", "description", "seeds", "problems", "baselines", "jobs", "output_dir", "base", "methods",
+                   "quality"}
+
+
+@dataclass
+class RunSpec:
+    """One run of an experiment: a method on a problem with a seed."""
+
+    problem: str
+    method: str
+    seed: int
+    config: RunConfig
+    synthetic: bool
+
+    @property
+    def run_dir(self) -> Path:
+        return self.config.run_dir
+
+    @property
+    def label(self) -> str:
+        return f"{self.problem}/{self.config.name}"
+
+
+@dataclass
+class Experiment:
+    name: str
+    seeds: list[int]
+    methods: dict[str, dict]
+    base: dict = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    baselines: list[str] = field(default_factory=list)
+    jobs: int = 1
+    output_dir: str = "results"
+    description: str = ""
+    quality: dict | None = None  # a QualityConfig table: re-score fronts on test beside global magnitude pruning
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Experiment:
+        values = load_config_file(path)
+        unknown = sorted(set(values) - EXPERIMENT_KEYS)
+        if unknown:
+            raise ConfigError(f"{path}: unknown experiment keys {unknown}; expected some of {sorted(EXPERIMENT_KEYS)} "
+                              "(run options go under [base] or [methods.<name>])")
+        missing = [key for key in ("name", "seeds", "methods") if key not in values]
+        if missing:
+            raise ConfigError(f"{path}: an experiment needs {missing}")
+        experiment = cls(**values)
+        experiment.validate()
+        return experiment
+
+    def validate(self) -> None:
+        if not self.methods or not all(isinstance(m, dict) for m in self.methods.values()):
+            raise ConfigError(f"methods must be tables of run options, one per method; got {self.methods!r}")
+        unknown = [p for p in self.problems if p not in SYNTHETIC_PROBLEMS]
+        if unknown:
+            raise ConfigError(f"unknown problems {unknown}; known synthetic problems: {sorted(SYNTHETIC_PROBLEMS)}")
+        strangers = [b for b in self.baselines if b not in self.methods]
+        if strangers:
+            raise ConfigError(f"baselines {strangers} are not among the methods {list(self.methods)}")
+        if self.quality is not None:
+            if self.problems:
+                raise ConfigError("a [quality] study re-scores compressed models: it needs a compression "
+                                  f"experiment, not the synthetic problems {self.problems}")
+            quality = self.quality_config()
+            strangers = [m for m in quality.methods if m not in self.methods]
+            if strangers or not quality.methods:
+                raise ConfigError(f"quality methods must be some of {list(self.methods)}, got {quality.methods}")
+        self.runs()  # every run's configuration is checked now, not hours later
+
+    def quality_config(self) -> QualityConfig:
+        try:
+            return QualityConfig(**self.quality)
+        except TypeError as error:
+            raise ConfigError(f"[quality]: {error}; its keys are {list(QualityConfig.__dataclass_fields__)}") from None
+
+    def quality_runs(self) -> dict[str, RunConfig]:
+        """Per quality method, the configuration of its run with the quality seed."""
+        seed = self.quality_config().seed
+        specs = {s.method: s for s in self.runs() if s.seed == seed}
+        return {m: specs[m].config for m in self.quality_config().methods if m in specs}
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+    def problem_names(self) -> list[str]:
+        """The synthetic problems, or the one compression problem, named after its model and data set."""
+        if self.problems:
+            return list(self.problems)
+        probe = config_from_dict(dict(self.base))
+        return [f"{probe.model}_{probe.dataset}"]
+
+    def runs(self) -> list[RunSpec]:
+        specs = []
+        for problem in self.problem_names():
+            for method, options in self.methods.items():
+                options = dict(options)
+                seeds = options.pop("seeds", self.seeds)
+                for seed in seeds:
+                    values = {**self.base, **options, "seed": seed, "name": f"{method}_seed{seed}",
+                              "output_dir": str(self.out_dir / problem), "progress": False}
+                    specs.append(RunSpec(problem, method, seed, config_from_dict(values), bool(self.problems)))
+        return specs
+
+
+def is_finished(spec: RunSpec) -> bool:
+    """A run is finished when its summary says it spent its budget (or its time limit)."""
+    path = spec.run_dir / "summary.json"
+    if not path.exists():
+        return False
+    summary = json.loads(path.read_text())
+    return summary.get("true_evaluations", 0) >= spec.config.budget or summary.get("stopped_by") == "time_limit"
+
+
+def run_synthetic(config: RunConfig, problem: str) -> dict:
+    """Run (or resume) one search on a synthetic problem; every objective is expensive (modelled)."""
+    from surrogate_emo.pipeline import search_class
+    from surrogate_emo.search import TrialRunner
+
+    torch.set_num_threads(config.threads)  # the GP fits' float sums, and so the results, depend on it
+    started = time.perf_counter()
+    evaluator = SyntheticEvaluator(problem)
+    study = Study(config.study or config.run_dir / "study.sqlite")
+    try:
+        identity = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_FIELDS}
+        run_id = study.open_run(config.name, {**identity, "problem": problem})
+        runner = TrialRunner(evaluator, study, run_id, config.seed, config.budget, evaluator.ref_point,
+                             progress=config.progress, n_jobs=config.n_jobs, time_limit=config.time_limit)
+        search = search_class(config).from_config(config, evaluator.dim, evaluator.n_obj, n_expensive=evaluator.n_obj,
+                                                  ref_point=evaluator.ref_point)
+        evaluations = runner.run(search)
+    finally:
+        study.close()
+    summary = {"run": config.name, "problem": problem, "search": config.search, "seed": config.seed,
+               "budget": config.budget, "true_evaluations": len(evaluations), "stopped_by": runner.stopped_by,
+               "replayed_from_study": runner.replayed, "evaluated_now": evaluator.n_evaluations,
+               "failed": sum(not e.ok for e in evaluations),
+               "search_overhead_seconds_this_session": runner.search_seconds,
+               "wall_seconds_this_session": time.perf_counter() - started,
+               "objectives": list(evaluator.objective_names), "hypervolume_reference_point": evaluator.ref_point.tolist()}
+    (config.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def run_one(spec: RunSpec) -> dict:
+    """Run or resume one run; a failure is caught and reported with its reason, never lost."""
+    if is_finished(spec):
+        return {"run": spec.label, "status": "skipped (finished before)", "seconds": 0.0}
+    started = time.perf_counter()
+    try:
+        if spec.synthetic:
+            run_synthetic(spec.config, spec.problem)
+        else:
+            from surrogate_emo.pipeline import run
+
+            run(spec.config)
+    except Exception as error:  # noqa: BLE001 - one broken run must not stop the others; its reason is kept
+        spec.run_dir.mkdir(parents=True, exist_ok=True)
+        (spec.run_dir / "error.txt").write_text(traceback.format_exc())
+        return {"run": spec.label, "status": f"failed: {type(error).__name__}: {error}",
+                "seconds": time.perf_counter() - started}
+    return {"run": spec.label, "status": "ran", "seconds": time.perf_counter() - started}
+
+
+def run_experiment(experiment: Experiment, jobs: int | None = None, progress: bool = True) -> list[dict]:
+    """Every run of the experiment, ``jobs`` at a time (joblib), finished ones skipped; then the report."""
+    from surrogate_emo.experiment_report import write_experiment_report
+
+    specs = experiment.runs()
+    experiment.out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = jobs or experiment.jobs
+    outcomes = []
+    with tqdm(total=len(specs), desc=f"{experiment.name} runs", unit="run", disable=not progress) as bar:
+        results = (map(run_one, specs) if jobs == 1 else
+                   Parallel(n_jobs=jobs, return_as="generator_unordered")(delayed(run_one)(s) for s in specs))
+        for outcome in results:
+            outcomes.append(outcome)
+            bar.set_postfix_str(f"{outcome['run']}: {outcome['status'][:40]}", refresh=False)
+            bar.update(1)
+    if experiment.quality is not None:
+        runs = experiment.quality_runs()
+        unfinished = [m for m, config in runs.items() if not (config.run_dir / "summary.json").exists()]
+        if unfinished:
+            outcomes.append({"run": "quality", "status": f"not run: the runs of {unfinished} did not finish",
+                             "seconds": 0.0})
+        else:
+            started = time.perf_counter()
+            compression_quality(experiment.out_dir, runs, experiment.quality_config())
+            outcomes.append({"run": "quality", "status": "ran", "seconds": time.perf_counter() - started})
+    log = experiment.out_dir / "run_log.jsonl"
+    with log.open("a") as handle:  # the history of sessions: which runs ran, failed or were skipped, and when
+        for outcome in outcomes:
+            handle.write(json.dumps({**outcome, "at": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+    write_experiment_report(experiment)
+    return outcomes

@@ -1,0 +1,299 @@
+"""The report of an experiment, read from the runs' studies: per-evaluation metrics, tables with rank-sum tests,
+and plots of hypervolume against true evaluations and wall-clock, and of the final fronts.
+
+Wall-clock is sequential time: each evaluation's own seconds plus its batch's optimizer seconds, so runs made
+with different ``jobs`` compare on the same footing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from pymoo.indicators.igd import IGD  # noqa: E402
+from scipy.stats import mannwhitneyu  # noqa: E402
+
+from surrogate_emo.compare import evaluations_to_reach  # noqa: E402
+from surrogate_emo.evaluate import objective_vector  # noqa: E402
+from surrogate_emo.experiment import Experiment, RunSpec, is_finished  # noqa: E402
+from surrogate_emo.front import hypervolume, hypervolume_trace, pareto_indices  # noqa: E402
+from surrogate_emo.problems import SyntheticEvaluator  # noqa: E402
+from surrogate_emo.report import write_csv  # noqa: E402
+from surrogate_emo.store import Study  # noqa: E402
+
+REACH = (0.95, 0.99)  # "true evaluations needed to reach X% of the best hypervolume any run of the problem found"
+
+
+@dataclass
+class RunTrace:
+    """One run's metrics after each true evaluation."""
+
+    spec: RunSpec
+    status: str
+    F: np.ndarray
+    hv: np.ndarray
+    igd: np.ndarray | None
+    evaluation_seconds: np.ndarray
+    search_seconds: np.ndarray
+    batch_seconds: list[float]  # optimizer time of each batch after the first
+    prediction_errors: list[float]  # |predicted - observed| of the modelled objectives, on infill points
+    warm_started: np.ndarray
+    failed: int
+
+    @property
+    def wall(self) -> np.ndarray:
+        return np.cumsum(self.evaluation_seconds + self.search_seconds)
+
+
+def _status(spec: RunSpec, has_study: bool) -> str:
+    if is_finished(spec):
+        return "finished"
+    if (spec.run_dir / "error.txt").exists():
+        return "failed (see error.txt)"
+    return "unfinished" if has_study else "missing"
+
+
+def _igd_trace(F: np.ndarray, true_front: np.ndarray) -> np.ndarray:
+    """IGD of the non-dominated points among the first ``k`` evaluations, for every ``k``."""
+    indicator, trace = IGD(true_front), np.zeros(len(F))
+    previous, value = None, np.inf
+    for k in range(len(F)):
+        front = F[pareto_indices(F[: k + 1])]
+        if previous is None or not np.array_equal(front, previous):  # IGD changes only with the front
+            value, previous = float(indicator(front)), front
+        trace[k] = value
+    return trace
+
+
+def _batch(evaluation) -> tuple | None:
+    """(batch identity, optimizer seconds of the batch) of the batch that proposed an evaluation. Studies made
+    before the runner noted ``batch_search_seconds`` fall back on the surrogate loop's own timings."""
+    extra = evaluation.extra
+    if "batch_search_seconds" in extra:
+        return ("runner", extra["batch_search_seconds"])
+    if "iteration" in extra:
+        return (f"iteration {extra['iteration']}", extra["fit_seconds"] + extra["pool_seconds"] + extra["infill_seconds"])
+    return None
+
+
+def load_trace(spec: RunSpec, true_front: np.ndarray | None) -> RunTrace:
+    path = spec.config.study or spec.run_dir / "study.sqlite"
+    evaluations = []
+    if Path(path).exists():
+        study = Study(path)
+        try:
+            if spec.config.name in study.run_names():
+                evaluations = list(study.evaluations(study.run_id(spec.config.name)).values())
+        finally:
+            study.close()
+    status = _status(spec, bool(evaluations))
+    if spec.synthetic:
+        evaluator = SyntheticEvaluator(spec.problem)
+        ref, n_expensive = evaluator.ref_point, evaluator.n_obj
+        F = np.array([evaluator.objectives(e) for e in evaluations]).reshape(-1, evaluator.n_obj)
+    else:
+        cheap = list(spec.config.objectives)
+        ref, n_expensive = np.ones(1 + len(cheap)), 1
+        F = np.array([objective_vector(e, cheap) for e in evaluations]).reshape(-1, 1 + len(cheap))
+    search, batch_seconds, errors = np.zeros(len(evaluations)), [], []
+    batches = [_batch(e) for e in evaluations]
+    sizes = {key: sum(b == key for b in batches) for key in set(batches) if key is not None}
+    for i, e in enumerate(evaluations):
+        if batches[i] is not None:
+            search[i] = batches[i][1] / sizes[batches[i]]
+            # per iteration, leaving out the first batch (initial design or first generation: no optimizer work)
+            if batches[i] != batches[0] and batches[i] != batches[i - 1]:
+                batch_seconds.append(batches[i][1])
+        if "predicted" in e.extra and e.ok:
+            errors.append(float(np.mean(np.abs(np.asarray(e.extra["predicted"]) - F[i, :n_expensive]))))
+    return RunTrace(spec, status, F, hypervolume_trace(F, ref),
+                    _igd_trace(F, true_front) if true_front is not None and len(F) else None,
+                    np.array([e.seconds for e in evaluations]), search, batch_seconds, errors,
+                    np.array([e.source.startswith("cache:") for e in evaluations]), sum(not e.ok for e in evaluations))
+
+
+def _median_iqr(values: list[float], digits: int = 4) -> str:
+    if not values:
+        return "–"
+    q1, median, q3 = np.percentile(values, [25, 50, 75])
+    return f"{median:.{digits}f} [{q1:.{digits}f}, {q3:.{digits}f}]"
+
+
+def _summaries(experiment: Experiment, problem: str, traces: list[RunTrace], limit: float | None) -> list[dict]:
+    done = [t for t in traces if len(t.hv)]
+    best = max((t.hv[-1] for t in done), default=0.0)
+    finals = {m: [t.hv[-1] for t in done if t.spec.method == m] for m in experiment.methods}
+    rows = []
+    for method in experiment.methods:
+        mine = [t for t in traces if t.spec.method == method]
+        ran = [t for t in mine if len(t.hv)]
+        row = {"problem": problem, "method": method, "runs": len(mine),
+               "finished": sum(t.status == "finished" for t in mine),
+               "not_finished": ", ".join(f"seed {t.spec.seed}: {t.status}" for t in mine if t.status != "finished"),
+               "budget": mine[0].spec.config.budget if mine else None,
+               "hv_median": float(np.median(finals[method])) if ran else None,
+               "hv_q1": float(np.percentile(finals[method], 25)) if ran else None,
+               "hv_q3": float(np.percentile(finals[method], 75)) if ran else None,
+               "true_front_hv": limit,
+               "igd_median": float(np.median([t.igd[-1] for t in ran])) if ran and ran[0].igd is not None else None,
+               "failed_evaluations": sum(t.failed for t in ran),
+               "wall_seconds_median": float(np.median([t.wall[-1] for t in ran])) if ran else None,
+               "evaluation_seconds_median": float(np.median([t.evaluation_seconds.sum() for t in ran])) if ran else None,
+               "optimizer_seconds_per_iteration": (float(np.median([np.mean(t.batch_seconds) for t in ran
+                                                                     if t.batch_seconds]))
+                                                   if any(t.batch_seconds for t in ran) else None),
+               "prediction_abs_error_median": (float(np.median([e for t in ran for e in t.prediction_errors]))
+                                               if any(t.prediction_errors for t in ran) else None),
+               "warm_start_rate": float(np.mean(np.concatenate([t.warm_started for t in ran]))) if ran else None}
+        for fraction in REACH:
+            needed = [evaluations_to_reach(t.hv, fraction * best) for t in ran]
+            reached = [n for n in needed if n is not None]
+            row[f"evaluations_to_{round(fraction * 100)}pct_best_median"] = (float(np.median(reached))
+                                                                             if reached else None)
+            row[f"runs_reaching_{round(fraction * 100)}pct_best"] = len(reached)
+        for baseline in experiment.baselines:
+            if baseline != method and len(finals[method]) >= 2 and len(finals[baseline]) >= 2:
+                row[f"p_vs_{baseline}"] = float(mannwhitneyu(finals[method], finals[baseline],
+                                                             alternative="two-sided").pvalue)
+        rows.append(row)
+    return rows
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "–"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _markdown(experiment: Experiment, rows: list[dict]) -> str:
+    lines = [f"# {experiment.name}", "", experiment.description.strip(), ""]
+    reach = [round(f * 100) for f in REACH]
+    for problem in experiment.problem_names():
+        mine = [r for r in rows if r["problem"] == problem]
+        lines += [f"## {problem}", "",
+                  "| method | runs finished | budget | HV at budget, median [IQR] | true-front HV | IGD (median) | "
+                  + " | ".join(f"p vs {b} (rank-sum)" for b in experiment.baselines) + " | "
+                  + " | ".join(f"evaluations to {x}% of best HV (runs reaching)" for x in reach)
+                  + " | wall s (median) | optimizer s / iteration | mean abs prediction error | warm-start rate |",
+                  "|---" * (10 + len(experiment.baselines) + len(reach)) + "|"]
+        for r in mine:
+            hv = "–" if r["hv_median"] is None else f"{r['hv_median']:.4f} [{r['hv_q1']:.4f}, {r['hv_q3']:.4f}]"
+            pvals = [_fmt(r.get(f"p_vs_{b}"), 3) for b in experiment.baselines]
+            needed = [f"{_fmt(r[f'evaluations_to_{x}pct_best_median'], 0)} ({r[f'runs_reaching_{x}pct_best']})"
+                      for x in reach]
+            lines.append(f"| {r['method']} | {r['finished']}/{r['runs']} | {r['budget']} | {hv} | "
+                         f"{_fmt(r['true_front_hv'])} | {_fmt(r['igd_median'])} | " + " | ".join(pvals) + " | "
+                         + " | ".join(needed) + f" | {_fmt(r['wall_seconds_median'], 1)} | "
+                         f"{_fmt(r['optimizer_seconds_per_iteration'], 3)} | {_fmt(r['prediction_abs_error_median'])} | "
+                         f"{_fmt(r['warm_start_rate'], 2)} |")
+        missing = [f"{r['method']} ({r['not_finished']})" for r in mine if r["not_finished"]]
+        lines += ["", "Runs not finished, shown as far as they got: " + "; ".join(missing) if missing
+                  else "Every run finished.", ""]
+    return "\n".join(lines) + "\n"
+
+
+def _plots(experiment: Experiment, traces: dict[str, list[RunTrace]], fronts: dict[str, np.ndarray | None]) -> None:
+    problems = experiment.problem_names()
+    colors = {m: f"C{i}" for i, m in enumerate(experiment.methods)}
+    width = 4.5 * len(problems)
+    for kind in ("evaluations", "wallclock"):
+        fig, axes = plt.subplots(1, len(problems), figsize=(width, 4), squeeze=False)
+        for ax, problem in zip(axes[0], problems):
+            for method in experiment.methods:
+                runs = [t for t in traces[problem] if t.spec.method == method and len(t.hv)]
+                if not runs:
+                    continue
+                if kind == "evaluations":
+                    length = min(len(t.hv) for t in runs)
+                    stack = np.array([t.hv[:length] for t in runs])
+                    x = np.arange(1, length + 1)
+                    ax.plot(x, np.median(stack, axis=0), color=colors[method], label=f"{method} ({len(runs)})")
+                    ax.fill_between(x, np.percentile(stack, 25, axis=0), np.percentile(stack, 75, axis=0),
+                                    color=colors[method], alpha=0.2)
+                else:
+                    for i, t in enumerate(runs):
+                        ax.plot(t.wall, t.hv, color=colors[method], alpha=0.5, lw=0.8,
+                                label=f"{method} ({len(runs)})" if i == 0 else None)
+            limit = fronts.get(problem + ":hv")
+            if limit is not None:
+                ax.axhline(limit, color="gray", ls="--", lw=0.8, label="true front")
+            ax.set_xscale("log")
+            ax.set_title(problem)
+            ax.set_xlabel("true evaluations" if kind == "evaluations" else "sequential wall-clock s "
+                          "(evaluation + optimizer)")
+            ax.grid(alpha=0.3, which="both")
+        axes[0][0].set_ylabel("hypervolume" + (" (median, IQR band)" if kind == "evaluations" else " (each run)"))
+        axes[0][0].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(experiment.out_dir / f"hv_vs_{kind}.png", dpi=110)
+        plt.close(fig)
+    fig, axes = plt.subplots(1, len(problems), figsize=(width, 4), squeeze=False)
+    for ax, problem in zip(axes[0], problems):
+        true_front = fronts.get(problem)
+        if true_front is not None:
+            ax.scatter(true_front[:, 0], true_front[:, 1], s=1, color="lightgray", label="true front")
+        for method in experiment.methods:
+            runs = [t for t in traces[problem] if t.spec.method == method and len(t.hv)]
+            if not runs:
+                continue
+            median_run = sorted(runs, key=lambda t: t.hv[-1])[len(runs) // 2]
+            front = median_run.F[pareto_indices(median_run.F)]
+            ax.scatter(front[:, 0], front[:, 1], s=10, color=colors[method],
+                       label=f"{method} (seed {median_run.spec.seed}, median HV)")
+        ax.set_title(problem + (" (f1, f2 of 3 objectives)" if true_front is not None and true_front.shape[1] > 2
+                                else ""))
+        if true_front is not None:  # the hypervolume box: points beyond it count for nothing
+            ref = SyntheticEvaluator(problem).ref_point
+            ax.set_xlim(true_front[:, 0].min() - 0.05, ref[0] + 0.1)
+            ax.set_ylim(true_front[:, 1].min() - 0.05, ref[1] + 0.1)
+        ax.set_xlabel("f1 / validation error")
+        ax.set_ylabel("f2 / params ratio")
+        if true_front is None:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(experiment.out_dir / "fronts.png", dpi=110)
+    plt.close(fig)
+
+
+def write_experiment_report(experiment: Experiment) -> list[dict]:
+    """summary.csv/.md, runs.csv, trace.csv and the plots under the experiment's folder; returns the summary rows."""
+    experiment.out_dir.mkdir(parents=True, exist_ok=True)
+    traces, fronts, rows, run_rows, trace_rows = {}, {}, [], [], []
+    for problem in experiment.problem_names():
+        true_front = SyntheticEvaluator(problem).true_front() if experiment.problems else None
+        limit = hypervolume(true_front, SyntheticEvaluator(problem).ref_point) if true_front is not None else None
+        fronts[problem], fronts[problem + ":hv"] = true_front, limit
+        traces[problem] = [load_trace(s, true_front) for s in experiment.runs() if s.problem == problem]
+        rows += _summaries(experiment, problem, traces[problem], limit)
+        for t in traces[problem]:
+            run_rows.append({"problem": problem, "method": t.spec.method, "seed": t.spec.seed, "status": t.status,
+                             "true_evaluations": len(t.hv), "failed_evaluations": t.failed,
+                             "hv_final": float(t.hv[-1]) if len(t.hv) else None,
+                             "igd_final": float(t.igd[-1]) if t.igd is not None and len(t.igd) else None,
+                             "evaluation_seconds": float(t.evaluation_seconds.sum()),
+                             "optimizer_seconds": float(t.search_seconds.sum()),
+                             "run_dir": str(t.spec.run_dir)})
+            for k in range(len(t.hv)):
+                trace_rows.append({"problem": problem, "method": t.spec.method, "seed": t.spec.seed,
+                                   "evaluation": k + 1, "hv": float(t.hv[k]),
+                                   "igd": float(t.igd[k]) if t.igd is not None else None,
+                                   "evaluation_seconds": float(t.evaluation_seconds[k]),
+                                   "optimizer_seconds": float(t.search_seconds[k]),
+                                   "wall_seconds": float(t.wall[k]), "warm_started": bool(t.warm_started[k])})
+    write_csv(experiment.out_dir / "summary.csv", rows)
+    write_csv(experiment.out_dir / "runs.csv", run_rows)
+    write_csv(experiment.out_dir / "trace.csv", trace_rows)
+    (experiment.out_dir / "summary.md").write_text(_markdown(experiment, rows))
+    (experiment.out_dir / "experiment.json").write_text(json.dumps(
+        {"name": experiment.name, "seeds": experiment.seeds, "problems": experiment.problem_names(),
+         "base": experiment.base, "methods": experiment.methods, "baselines": experiment.baselines}, indent=2))
+    _plots(experiment, traces, fronts)
+    return rows

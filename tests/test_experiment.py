@@ -1,0 +1,154 @@
+"""The experiment harness: synthetic problems, every method x seed run once and skipped after, failures kept
+visible, interrupted runs resumed, and a report whose numbers are those of the studies."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+
+from surrogate_emo.cli import main
+from surrogate_emo.errors import ConfigError
+from surrogate_emo.experiment import Experiment, run_experiment
+from surrogate_emo.front import hypervolume
+from surrogate_emo.problems import SyntheticEvaluator
+from surrogate_emo.store import Study
+
+TINY = """
+name = "tiny"
+output_dir = "{out}"
+seeds = [0, 1]
+problems = ["zdt1", "dtlz2"]
+baselines = ["nsga2"]
+[base]
+budget = 16
+error_scale = "linear"
+n_init = 8
+q = 4
+pool_size = 12
+pool_generations = 3
+pop_size = 8
+[methods.surrogate_rf]
+search = "surrogate"
+surrogate = "rf"
+[methods.nsga2]
+search = "nsga2"
+[methods.broken]
+search = "surrogate"
+surrogate = "no-such-surrogate"
+seeds = [0]
+"""
+
+
+def _rows(path):
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    root = tmp_path_factory.mktemp("experiment")
+    path = root / "tiny.toml"
+    path.write_text(TINY.format(out=root / "results"))
+    experiment = Experiment.from_file(path)
+    outcomes = run_experiment(experiment, jobs=1, progress=False)
+    return experiment, outcomes, path
+
+
+def test_synthetic_evaluator_maps_the_unit_cube_and_knows_its_front():
+    zdt1 = SyntheticEvaluator("zdt1")
+    assert zdt1.objectives(zdt1(np.zeros(6), seed=0)).tolist() == [0.0, 1.0]
+    # the dense true front's hypervolume approaches the exact 1.1 * 1.1 - 1/3 - 0 area: 0.8767
+    assert hypervolume(zdt1.true_front(), zdt1.ref_point) == pytest.approx(0.8767, abs=1e-3)
+    dtlz2 = SyntheticEvaluator("dtlz2")
+    values = dtlz2.objectives(dtlz2(np.full(6, 0.5), seed=0))
+    assert values.shape == (3,) and np.sum(values**2) == pytest.approx(1.0)  # x_M = 0.5 puts it on the sphere
+    with pytest.raises(ConfigError, match="known"):
+        SyntheticEvaluator("zdt9")
+
+
+def test_every_run_is_made_and_a_broken_one_is_reported(finished):
+    experiment, outcomes, _ = finished
+    statuses = {o["run"]: o["status"] for o in outcomes}
+    assert len(statuses) == 2 * (2 + 2 + 1)
+    assert all(s == "ran" for run, s in statuses.items() if "broken" not in run)
+    broken = [s for run, s in statuses.items() if "broken" in run]
+    assert len(broken) == 2 and all(s.startswith("failed: ConfigError") and "no-such-surrogate" in s for s in broken)
+    assert (experiment.out_dir / "zdt1" / "broken_seed0" / "error.txt").exists()
+    summary = (experiment.out_dir / "summary.md").read_text()
+    assert "broken (seed 0: failed (see error.txt))" in summary
+
+
+def test_report_numbers_are_those_of_the_studies(finished):
+    experiment, _, _ = finished
+    runs = _rows(experiment.out_dir / "runs.csv")
+    row = next(r for r in runs if r["problem"] == "dtlz2" and r["method"] == "surrogate_rf" and r["seed"] == "1")
+    assert row["status"] == "finished" and int(row["true_evaluations"]) == 16
+    study = Study(experiment.out_dir / "dtlz2" / "surrogate_rf_seed1" / "study.sqlite")
+    evaluator = SyntheticEvaluator("dtlz2")
+    stored = list(study.evaluations(study.run_id("surrogate_rf_seed1")).values())
+    study.close()
+    F = np.array([evaluator.objectives(e) for e in stored])
+    assert float(row["hv_final"]) == pytest.approx(hypervolume(F, evaluator.ref_point))
+    trace = [r for r in _rows(experiment.out_dir / "trace.csv")
+             if r["problem"] == "dtlz2" and r["method"] == "surrogate_rf" and r["seed"] == "1"]
+    assert [int(r["evaluation"]) for r in trace] == list(range(1, 17))
+    hv = [float(r["hv"]) for r in trace]
+    assert hv == sorted(hv) and hv[-1] == pytest.approx(float(row["hv_final"]))
+    assert all(float(r["igd"]) >= 0 for r in trace)
+    # the surrogate's optimizer time is stored with each proposed trial; the initial design cost none of it
+    assert float(trace[-1]["optimizer_seconds"]) > 0
+    summary = {(r["problem"], r["method"]): r for r in _rows(experiment.out_dir / "summary.csv")}
+    assert float(summary["dtlz2", "surrogate_rf"]["optimizer_seconds_per_iteration"]) > 0
+    assert summary["zdt1", "broken"]["finished"] == "0"
+    for name in ("hv_vs_evaluations.png", "hv_vs_wallclock.png", "fronts.png"):
+        assert (experiment.out_dir / name).stat().st_size > 0
+
+
+def test_finished_runs_are_skipped_and_an_interrupted_one_resumes(finished):
+    experiment, _, _ = finished
+    run_dir = experiment.out_dir / "zdt1" / "nsga2_seed1"
+    before = _rows(experiment.out_dir / "runs.csv")
+    # interrupt: the summary never got written and the last 5 evaluations were lost
+    (run_dir / "summary.json").unlink()
+    with sqlite3.connect(run_dir / "study.sqlite") as db:
+        db.execute("DELETE FROM evaluations WHERE trial >= 11")
+    outcomes = run_experiment(experiment, jobs=1, progress=False)
+    statuses = {o["run"]: o["status"] for o in outcomes}
+    assert statuses["zdt1/nsga2_seed1"] == "ran"
+    assert all(s.startswith("skipped") for run, s in statuses.items() if run != "zdt1/nsga2_seed1"
+               and "broken" not in run)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["replayed_from_study"] == 11 and summary["evaluated_now"] == 5
+    after = _rows(experiment.out_dir / "runs.csv")
+    assert [r["hv_final"] for r in after] == [r["hv_final"] for r in before]  # the same archive, rebuilt
+
+
+def test_the_cli_writes_the_report(finished, capsys):
+    _, _, path = finished
+    assert main(["experiment", str(path), "--report-only"]) == 0
+    assert "summary.md" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, message", [
+    ('problems = ["zdt9"]', "unknown problems"),
+    ('baselines = ["nsga3"]', "not among the methods"),
+    ('budgett = 3', "unknown experiment keys"),
+])
+def test_bad_experiment_files_are_refused(tmp_path, extra, message):
+    text = TINY.format(out=tmp_path).replace('baselines = ["nsga2"]', "").replace('problems = ["zdt1", "dtlz2"]', "")
+    path = tmp_path / "bad.toml"
+    path.write_text(extra + "\n" + text)
+    with pytest.raises(ConfigError, match=message):
+        Experiment.from_file(path)
+
+
+def test_a_bad_run_option_is_refused_before_anything_runs(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text(TINY.format(out=tmp_path).replace("pop_size = 8", "pop_size = 1"))
+    with pytest.raises(ConfigError, match="pop_size"):
+        Experiment.from_file(path)
+    assert not (tmp_path / "tiny").exists()

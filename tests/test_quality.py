@@ -1,0 +1,94 @@
+"""Compression quality: global magnitude pruning is exact in what it keeps, and the study re-scores fronts beside
+it at the same ratios, resuming from what it wrote."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from surrogate_emo.errors import ConfigError
+from surrogate_emo.experiment import Experiment, run_experiment
+from surrogate_emo.models import mlp
+from surrogate_emo.quality import best_compression, global_magnitude_prune, pruned_params
+
+EXPERIMENT = """
+name = "quality"
+output_dir = "{out}"
+seeds = [0]
+[base]
+budget = 10
+pop_size = 5
+base_epochs = 3
+finetune_steps = 5
+cache_dir = "{out}/cache"
+[methods.nsga2]
+search = "nsga2"
+[quality]
+methods = ["nsga2"]
+final_finetune_epochs = 0.2
+min_compression = 1.0
+max_models = 4
+"""
+
+
+def test_global_pruning_keeps_the_largest_weights_under_one_threshold():
+    torch.manual_seed(0)
+    model = mlp((1, 8, 8), 10)
+    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    total = sum(p.numel() for p in model.parameters())
+    pruned = global_magnitude_prune(model, names, 0.1)
+    assert pruned_params(pruned) == round(0.1 * total)
+    kept, dropped = [], []
+    for name in names:
+        module = pruned.get_submodule(name)
+        kept.append(module.weight_orig[module.weight_mask.bool()].abs())
+        dropped.append(module.weight_orig[~module.weight_mask.bool()].abs())
+        assert torch.equal(module.weight, module.weight_orig * module.weight_mask)
+    assert torch.cat(kept).min() >= torch.cat(dropped).max()  # one threshold for every layer
+    assert all(not hasattr(model.get_submodule(n), "weight_mask") for n in names)  # the original is untouched
+    with pytest.raises(ConfigError, match="prunable"):
+        global_magnitude_prune(model, names, 1e-6)  # fewer parameters than the biases alone
+
+
+def test_best_compression_reads_the_test_error_against_dense():
+    rows = [{"params_ratio": 0.5, "test_error": 0.105, "dense_test_error": 0.10},
+            {"params_ratio": 0.1, "test_error": 0.109, "dense_test_error": 0.10},
+            {"params_ratio": 0.05, "test_error": 0.125, "dense_test_error": 0.10}]
+    assert best_compression(rows, 1.0) == pytest.approx(10.0)
+    assert best_compression(rows, 3.0) == pytest.approx(20.0)
+    assert best_compression(rows, 0.1) is None
+
+
+def test_the_quality_study_matches_ratios_and_resumes(tmp_path):
+    path = tmp_path / "quality.toml"
+    path.write_text(EXPERIMENT.format(out=tmp_path))
+    experiment = Experiment.from_file(path)
+    outcomes = run_experiment(experiment, jobs=1, progress=False)
+    assert {o["run"]: o["status"] for o in outcomes}["quality"] == "ran"
+    folder = experiment.out_dir / "quality"
+    with open(folder / "models.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    search = [r for r in rows if r["kind"] == "search"]
+    pruning = [r for r in rows if r["kind"] == "pruning"]
+    assert 1 <= len(search) <= 4 and len(pruning) == len({r["params_ratio"] for r in search})
+    dense_params = 50826
+    for row in pruning:  # each pruned model sits at a front model's ratio, to one parameter
+        assert min(abs(float(row["params_ratio"]) - float(s["params_ratio"])) for s in search) <= 1 / dense_params
+        assert int(row["finetune_steps"]) == int(search[0]["finetune_steps"]) > 5
+    assert "global magnitude pruning" in (folder / "quality.md").read_text()
+    lines = (folder / "models.jsonl").read_text().count("\n")
+    run_experiment(experiment, jobs=1, progress=False)
+    assert (folder / "models.jsonl").read_text().count("\n") == lines  # nothing recomputed
+
+
+def test_a_quality_table_needs_a_compression_experiment(tmp_path):
+    path = tmp_path / "bad.toml"
+    text = EXPERIMENT.format(out=tmp_path).replace('seeds = [0]', 'seeds = [0]\nproblems = ["zdt1"]')
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="compression"):
+        Experiment.from_file(path)
+    path.write_text(EXPERIMENT.format(out=tmp_path).replace('methods = ["nsga2"]', 'methods = ["gp"]'))
+    with pytest.raises(ConfigError, match="quality methods"):
+        Experiment.from_file(path)
