@@ -42,7 +42,7 @@ class RunTrace:
     evaluation_seconds: np.ndarray
     search_seconds: np.ndarray
     batch_seconds: list[float]  # optimizer time of each batch after the first
-    prediction_errors: list[float]  # |predicted - observed| of the modelled objectives, on infill points
+    prediction_errors: np.ndarray  # mean |predicted - observed| of the modelled objectives; NaN off infill points
     warm_started: np.ndarray
     failed: int
 
@@ -101,7 +101,7 @@ def load_trace(spec: RunSpec, true_front: np.ndarray | None) -> RunTrace:
         cheap = list(spec.config.objectives)
         ref, n_expensive = np.ones(1 + len(cheap)), 1
         F = np.array([objective_vector(e, cheap) for e in evaluations]).reshape(-1, 1 + len(cheap))
-    search, batch_seconds, errors = np.zeros(len(evaluations)), [], []
+    search, batch_seconds, errors = np.zeros(len(evaluations)), [], np.full(len(evaluations), np.nan)
     batches = [_batch(e) for e in evaluations]
     sizes = {key: sum(b == key for b in batches) for key in set(batches) if key is not None}
     for i, e in enumerate(evaluations):
@@ -111,7 +111,7 @@ def load_trace(spec: RunSpec, true_front: np.ndarray | None) -> RunTrace:
             if batches[i] != batches[0] and batches[i] != batches[i - 1]:
                 batch_seconds.append(batches[i][1])
         if "predicted" in e.extra and e.ok:
-            errors.append(float(np.mean(np.abs(np.asarray(e.extra["predicted"]) - F[i, :n_expensive]))))
+            errors[i] = float(np.mean(np.abs(np.asarray(e.extra["predicted"]) - F[i, :n_expensive])))
     return RunTrace(spec, status, F, hypervolume_trace(F, ref),
                     _igd_trace(F, true_front) if true_front is not None and len(F) else None,
                     np.array([e.seconds for e in evaluations]), search, batch_seconds, errors,
@@ -148,8 +148,8 @@ def _summaries(experiment: Experiment, problem: str, traces: list[RunTrace], lim
                "optimizer_seconds_per_iteration": (float(np.median([np.mean(t.batch_seconds) for t in ran
                                                                      if t.batch_seconds]))
                                                    if any(t.batch_seconds for t in ran) else None),
-               "prediction_abs_error_median": (float(np.median([e for t in ran for e in t.prediction_errors]))
-                                               if any(t.prediction_errors for t in ran) else None),
+               "prediction_abs_error_median": (float(np.nanmedian(np.concatenate([t.prediction_errors for t in ran])))
+                                               if any(np.isfinite(t.prediction_errors).any() for t in ran) else None),
                "warm_start_rate": float(np.mean(np.concatenate([t.warm_started for t in ran]))) if ran else None}
         for fraction in REACH:
             needed = [evaluations_to_reach(t.hv, fraction * best) for t in ran]
@@ -180,7 +180,7 @@ def _markdown(experiment: Experiment, rows: list[dict]) -> str:
                   "| method | runs finished | budget | HV at budget, median [IQR] | true-front HV | IGD (median) | "
                   + " | ".join(f"p vs {b} (rank-sum)" for b in experiment.baselines) + " | "
                   + " | ".join(f"evaluations to {x}% of best HV (runs reaching)" for x in reach)
-                  + " | wall s (median) | optimizer s / iteration | mean abs prediction error | warm-start rate |",
+                  + " | wall s (median) | optimizer s / iteration | median abs prediction error | warm-start rate |",
                   "|---" * (10 + len(experiment.baselines) + len(reach)) + "|"]
         for r in mine:
             hv = "–" if r["hv_median"] is None else f"{r['hv_median']:.4f} [{r['hv_q1']:.4f}, {r['hv_q3']:.4f}]"
@@ -287,7 +287,9 @@ def write_experiment_report(experiment: Experiment) -> list[dict]:
                                    "igd": float(t.igd[k]) if t.igd is not None else None,
                                    "evaluation_seconds": float(t.evaluation_seconds[k]),
                                    "optimizer_seconds": float(t.search_seconds[k]),
-                                   "wall_seconds": float(t.wall[k]), "warm_started": bool(t.warm_started[k])})
+                                   "wall_seconds": float(t.wall[k]), "warm_started": bool(t.warm_started[k]),
+                                   "prediction_abs_error": (float(t.prediction_errors[k])
+                                                            if np.isfinite(t.prediction_errors[k]) else None)})
     write_csv(experiment.out_dir / "summary.csv", rows)
     write_csv(experiment.out_dir / "runs.csv", run_rows)
     write_csv(experiment.out_dir / "trace.csv", trace_rows)

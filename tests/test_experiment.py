@@ -101,6 +101,8 @@ def test_report_numbers_are_those_of_the_studies(finished):
     assert all(float(r["igd"]) >= 0 for r in trace)
     # the surrogate's optimizer time is stored with each proposed trial; the initial design cost none of it
     assert float(trace[-1]["optimizer_seconds"]) > 0
+    # prediction errors exist for the infill points only, not for the initial design
+    assert [r["prediction_abs_error"] != "" for r in trace] == [False] * 8 + [True] * 8
     summary = {(r["problem"], r["method"]): r for r in _rows(experiment.out_dir / "summary.csv")}
     assert float(summary["dtlz2", "surrogate_rf"]["optimizer_seconds_per_iteration"]) > 0
     assert summary["zdt1", "broken"]["finished"] == "0"
