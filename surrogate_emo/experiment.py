@@ -26,6 +26,7 @@ command skips finished runs and resumes interrupted ones from their studies.
 from __future__ import annotations
 
 import json
+import re
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -109,6 +110,9 @@ class Experiment:
             strangers = [m for m in quality.methods if m not in self.methods]
             if strangers or not quality.methods:
                 raise ConfigError(f"quality methods must be some of {list(self.methods)}, got {quality.methods}")
+            missing = [m for m in quality.methods if m not in self.quality_runs()]
+            if missing:
+                raise ConfigError(f"quality seed {quality.seed} is not among the seeds of {missing}")
         self.runs()  # every run's configuration is checked now, not hours later
 
     def quality_config(self) -> QualityConfig:
@@ -132,7 +136,7 @@ class Experiment:
         if self.problems:
             return list(self.problems)
         probe = config_from_dict(dict(self.base))
-        return [f"{probe.model}_{probe.dataset}"]
+        return [re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{probe.model}_{probe.dataset}")]  # a folder name
 
     def runs(self) -> list[RunSpec]:
         specs = []

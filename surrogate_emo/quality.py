@@ -19,7 +19,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn.utils import prune  # noqa: E402
 
@@ -133,9 +132,9 @@ def compression_quality(out_dir: Path, runs: dict[str, RunConfig], quality: Qual
     for ratio in sorted(ratios):
         key = ("pruning", "global magnitude", config.seed, ratio, total_steps)
         if key not in done:
-            torch.manual_seed(config.seed)
             model = global_magnitude_prune(setup.base, layer_names, ratio)
-            fit(model, setup.data.train, total_steps, lr=config.finetune_learning_rate, batch_size=config.batch_size, seed=config.seed + 1)
+            fit(model, setup.data.train, total_steps, lr=config.finetune_learning_rate, batch_size=config.batch_size,
+                seed=config.seed + 1)
             record(key, {"kind": "pruning", "method": "global magnitude pruning", "seed": config.seed, "trial": None,
                          "params_ratio": pruned_params(model) / setup.evaluator.cost_model.dense.params,
                          "val_error_search": None, "test_error": error_rate(model, setup.data.test),

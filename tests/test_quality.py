@@ -92,3 +92,6 @@ def test_a_quality_table_needs_a_compression_experiment(tmp_path):
     path.write_text(EXPERIMENT.format(out=tmp_path).replace('methods = ["nsga2"]', 'methods = ["gp"]'))
     with pytest.raises(ConfigError, match="quality methods"):
         Experiment.from_file(path)
+    path.write_text(EXPERIMENT.format(out=tmp_path).replace("max_models = 4", "max_models = 4\nseed = 3"))
+    with pytest.raises(ConfigError, match="quality seed 3"):
+        Experiment.from_file(path)
