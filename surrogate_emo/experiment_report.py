@@ -129,6 +129,9 @@ def _summaries(experiment: Experiment, problem: str, traces: list[RunTrace], lim
     done = [t for t in traces if len(t.hv)]
     best = max((t.hv[-1] for t in done), default=0.0)
     finals = {m: [t.hv[-1] for t in done if t.spec.method == m] for m in experiment.methods}
+    smallest = min(t.spec.config.budget for t in traces)  # every method's hypervolume at the same budget
+    main_baseline = experiment.baselines[0] if experiment.baselines else None
+    baseline_traces = {t.spec.seed: t.hv for t in done if t.spec.method == main_baseline}
     rows = []
     for method in experiment.methods:
         mine = [t for t in traces if t.spec.method == method]
@@ -151,8 +154,18 @@ def _summaries(experiment: Experiment, problem: str, traces: list[RunTrace], lim
                "prediction_abs_error_median": (float(np.nanmedian(np.concatenate([t.prediction_errors for t in ran])))
                                                if any(np.isfinite(t.prediction_errors).any() for t in ran) else None),
                "warm_start_rate": float(np.mean(np.concatenate([t.warm_started for t in ran]))) if ran else None}
+        at_smallest = [t.hv[smallest - 1] for t in ran if len(t.hv) >= smallest]
+        row["smallest_budget"] = smallest
+        row["hv_at_smallest_budget_median"] = float(np.median(at_smallest)) if at_smallest else None
+        if main_baseline is not None and method != main_baseline:
+            # how many true evaluations the main baseline, same seed, needed to reach what this run ended with
+            needed = [evaluations_to_reach(baseline_traces[t.spec.seed], t.hv[-1]) for t in ran
+                      if t.spec.seed in baseline_traces]
+            row["baseline_evaluations_to_reach_median"] = (float(np.median([n for n in needed if n is not None]))
+                                                           if any(n is not None for n in needed) else None)
+            row["baseline_never_reached"] = sum(n is None for n in needed)
         for fraction in REACH:
-            needed = [evaluations_to_reach(t.hv, fraction * best) for t in ran]
+            needed = [evaluations_to_reach(t.hv, fraction * best) for t in ran] if best > 0 else []
             reached = [n for n in needed if n is not None]
             row[f"evaluations_to_{round(fraction * 100)}pct_best_median"] = (float(np.median(reached))
                                                                              if reached else None)
@@ -177,17 +190,25 @@ def _markdown(experiment: Experiment, rows: list[dict]) -> str:
     for problem in experiment.problem_names():
         mine = [r for r in rows if r["problem"] == problem]
         lines += [f"## {problem}", "",
-                  "| method | runs finished | budget | HV at budget, median [IQR] | true-front HV | IGD (median) | "
+                  "| method | runs finished | budget | HV at budget, median [IQR] | "
+                  f"HV at {mine[0]['smallest_budget']} (median) | true-front HV | IGD (median) | "
                   + " | ".join(f"p vs {b} (rank-sum)" for b in experiment.baselines) + " | "
                   + " | ".join(f"evaluations to {x}% of best HV (runs reaching)" for x in reach)
+                  + (f" | {experiment.baselines[0]} evaluations to reach its final HV, median (never)"
+                     if experiment.baselines else "")
                   + " | wall s (median) | optimizer s / iteration | median abs prediction error | warm-start rate |",
-                  "|---" * (10 + len(experiment.baselines) + len(reach)) + "|"]
+                  "|---" * (11 + len(experiment.baselines) + len(reach) + bool(experiment.baselines)) + "|"]
         for r in mine:
             hv = "–" if r["hv_median"] is None else f"{r['hv_median']:.4f} [{r['hv_q1']:.4f}, {r['hv_q3']:.4f}]"
             pvals = [_fmt(r.get(f"p_vs_{b}"), 3) for b in experiment.baselines]
             needed = [f"{_fmt(r[f'evaluations_to_{x}pct_best_median'], 0)} ({r[f'runs_reaching_{x}pct_best']})"
                       for x in reach]
+            if experiment.baselines:
+                needed.append("–" if r["method"] == experiment.baselines[0] else
+                              f"{_fmt(r.get('baseline_evaluations_to_reach_median'), 0)} "
+                              f"({r.get('baseline_never_reached', 0)})")
             lines.append(f"| {r['method']} | {r['finished']}/{r['runs']} | {r['budget']} | {hv} | "
+                         f"{_fmt(r['hv_at_smallest_budget_median'])} | "
                          f"{_fmt(r['true_front_hv'])} | {_fmt(r['igd_median'])} | " + " | ".join(pvals) + " | "
                          + " | ".join(needed) + f" | {_fmt(r['wall_seconds_median'], 1)} | "
                          f"{_fmt(r['optimizer_seconds_per_iteration'], 3)} | {_fmt(r['prediction_abs_error_median'])} | "
