@@ -160,7 +160,7 @@ def _summaries(experiment: Experiment, problem: str, traces: list[RunTrace], lim
         if main_baseline is not None and method != main_baseline:
             # how many true evaluations the main baseline, same seed, needed to reach what this run ended with
             needed = [evaluations_to_reach(baseline_traces[t.spec.seed], t.hv[-1]) for t in ran
-                      if t.spec.seed in baseline_traces]
+                      if t.spec.seed in baseline_traces and t.hv[-1] > 0]  # a zero hypervolume is no target
             row["baseline_evaluations_to_reach_median"] = (float(np.median([n for n in needed if n is not None]))
                                                            if any(n is not None for n in needed) else None)
             row["baseline_never_reached"] = sum(n is None for n in needed)
@@ -189,15 +189,18 @@ def _markdown(experiment: Experiment, rows: list[dict]) -> str:
     reach = [round(f * 100) for f in REACH]
     for problem in experiment.problem_names():
         mine = [r for r in rows if r["problem"] == problem]
+        equal = len({r["budget"] for r in mine}) == 1  # then the hypervolume at the smallest budget says nothing new
         lines += [f"## {problem}", "",
                   "| method | runs finished | budget | HV at budget, median [IQR] | "
-                  f"HV at {mine[0]['smallest_budget']} (median) | true-front HV | IGD (median) | "
+                  + ("" if equal else f"HV at {mine[0]['smallest_budget']} (median) | ")
+                  + "true-front HV | IGD (median) | "
                   + " | ".join(f"p vs {b} (rank-sum)" for b in experiment.baselines) + " | "
                   + " | ".join(f"evaluations to {x}% of best HV (runs reaching)" for x in reach)
                   + (f" | {experiment.baselines[0]} evaluations to reach its final HV, median (never)"
                      if experiment.baselines else "")
                   + " | wall s (median) | optimizer s / iteration | median abs prediction error | warm-start rate |",
-                  "|---" * (11 + len(experiment.baselines) + len(reach) + bool(experiment.baselines)) + "|"]
+                  "|---" * (10 + (not equal) + len(experiment.baselines) + len(reach) + bool(experiment.baselines))
+                  + "|"]
         for r in mine:
             hv = "–" if r["hv_median"] is None else f"{r['hv_median']:.4f} [{r['hv_q1']:.4f}, {r['hv_q3']:.4f}]"
             pvals = [_fmt(r.get(f"p_vs_{b}"), 3) for b in experiment.baselines]
@@ -208,8 +211,8 @@ def _markdown(experiment: Experiment, rows: list[dict]) -> str:
                               f"{_fmt(r.get('baseline_evaluations_to_reach_median'), 0)} "
                               f"({r.get('baseline_never_reached', 0)})")
             lines.append(f"| {r['method']} | {r['finished']}/{r['runs']} | {r['budget']} | {hv} | "
-                         f"{_fmt(r['hv_at_smallest_budget_median'])} | "
-                         f"{_fmt(r['true_front_hv'])} | {_fmt(r['igd_median'])} | " + " | ".join(pvals) + " | "
+                         + ("" if equal else f"{_fmt(r['hv_at_smallest_budget_median'])} | ")
+                         + f"{_fmt(r['true_front_hv'])} | {_fmt(r['igd_median'])} | " + " | ".join(pvals) + " | "
                          + " | ".join(needed) + f" | {_fmt(r['wall_seconds_median'], 1)} | "
                          f"{_fmt(r['optimizer_seconds_per_iteration'], 3)} | {_fmt(r['prediction_abs_error_median'])} | "
                          f"{_fmt(r['warm_start_rate'], 2)} |")

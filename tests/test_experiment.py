@@ -40,6 +40,7 @@ search = "nsga2"
 search = "surrogate"
 surrogate = "no-such-surrogate"
 seeds = [0]
+budget = 12
 """
 
 
@@ -80,6 +81,7 @@ def test_every_run_is_made_and_a_broken_one_is_reported(finished):
     assert (experiment.out_dir / "zdt1" / "broken_seed0" / "error.txt").exists()
     summary = (experiment.out_dir / "summary.md").read_text()
     assert "broken (seed 0: failed (see error.txt))" in summary
+    assert "| HV at 12 (median) |" in summary  # budgets differ: every method is also shown at the smallest
 
 
 def test_report_numbers_are_those_of_the_studies(finished):
