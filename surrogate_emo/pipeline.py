@@ -88,8 +88,9 @@ def make_search(config: RunConfig, setup: Setup) -> Search:
     """The configured search on the compression problem: the error modelled, the cost ratios exact."""
     cheap_names = setup.evaluator.objective_names[1:]
     n_obj = 1 + len(cheap_names)
-    return search_class(config).from_config(config, setup.space.dim, n_obj, n_expensive=1, ref_point=setup.evaluator.ref_point,
-                                    cheap=lambda X: setup.evaluator.cost_model.ratio_matrix(X, cheap_names))
+    return search_class(config).from_config(config, setup.space.dim, n_obj, n_expensive=1,
+                                            ref_point=setup.evaluator.ref_point,
+                                            cheap=lambda X: setup.evaluator.cost_model.ratio_matrix(X, cheap_names))
 
 
 def final_model(setup: Setup, evaluation: Evaluation, config: RunConfig,
