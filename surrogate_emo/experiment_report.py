@@ -222,7 +222,10 @@ def _markdown(experiment: Experiment, rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plots(experiment: Experiment, traces: dict[str, list[RunTrace]], fronts: dict[str, np.ndarray | None]) -> None:
+def _plots(experiment: Experiment, traces: dict[str, list[RunTrace]], fronts: dict[str, np.ndarray | None],
+           limits: dict[str, float | None]) -> None:
+    """Hypervolume against evaluations and against wall-clock, and the final fronts, one panel per problem;
+    ``fronts`` and ``limits`` hold each problem's true front and its hypervolume, None where unknown."""
     problems = experiment.problem_names()
     colors = {m: f"C{i}" for i, m in enumerate(experiment.methods)}
     width = 4.5 * len(problems)
@@ -244,7 +247,7 @@ def _plots(experiment: Experiment, traces: dict[str, list[RunTrace]], fronts: di
                     for i, t in enumerate(runs):
                         ax.plot(t.wall, t.hv, color=colors[method], alpha=0.5, lw=0.8,
                                 label=f"{method} ({len(runs)})" if i == 0 else None)
-            limit = fronts.get(problem + ":hv")
+            limit = limits[problem]
             if limit is not None:
                 ax.axhline(limit, color="gray", ls="--", lw=0.8, label="true front")
             ax.set_xscale("log")
@@ -290,11 +293,12 @@ def _plots(experiment: Experiment, traces: dict[str, list[RunTrace]], fronts: di
 def write_experiment_report(experiment: Experiment) -> list[dict]:
     """summary.csv/.md, runs.csv, trace.csv and the plots under the experiment's folder; returns the summary rows."""
     experiment.out_dir.mkdir(parents=True, exist_ok=True)
-    traces, fronts, rows, run_rows, trace_rows = {}, {}, [], [], []
+    traces, fronts, limits, rows, run_rows, trace_rows = {}, {}, {}, [], [], []
     for problem in experiment.problem_names():
-        true_front = SyntheticEvaluator(problem).true_front() if experiment.problems else None
-        limit = hypervolume(true_front, SyntheticEvaluator(problem).ref_point) if true_front is not None else None
-        fronts[problem], fronts[problem + ":hv"] = true_front, limit
+        evaluator = SyntheticEvaluator(problem) if experiment.problems else None
+        true_front = evaluator.true_front() if evaluator is not None else None
+        limit = hypervolume(true_front, evaluator.ref_point) if evaluator is not None else None
+        fronts[problem], limits[problem] = true_front, limit
         traces[problem] = [load_trace(s, true_front) for s in experiment.runs() if s.problem == problem]
         rows += _summaries(experiment, problem, traces[problem], limit)
         for t in traces[problem]:
@@ -321,5 +325,5 @@ def write_experiment_report(experiment: Experiment) -> list[dict]:
     (experiment.out_dir / "experiment.json").write_text(json.dumps(
         {"name": experiment.name, "seeds": experiment.seeds, "problems": experiment.problem_names(),
          "base": experiment.base, "methods": experiment.methods, "baselines": experiment.baselines}, indent=2))
-    _plots(experiment, traces, fronts)
+    _plots(experiment, traces, fronts, limits)
     return rows
