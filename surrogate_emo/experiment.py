@@ -195,6 +195,7 @@ def run_one(spec: RunSpec) -> dict:
     if is_finished(spec):
         return {"run": spec.label, "status": "skipped (finished before)", "seconds": 0.0}
     started = time.perf_counter()
+    (spec.run_dir / "error.txt").unlink(missing_ok=True)  # an earlier failure is retried, not reported again
     try:
         if spec.synthetic:
             run_synthetic(spec.config, spec.problem)
