@@ -32,16 +32,14 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-from surrogate_emo.config import RESUMABLE_FIELDS, RunConfig, config_from_dict, load_config_file
+from surrogate_emo.config import RunConfig, config_from_dict, load_config_file
 from surrogate_emo.errors import ConfigError
 from surrogate_emo.problems import SYNTHETIC_PROBLEMS, SyntheticEvaluator
 from surrogate_emo.quality import QualityConfig, compression_quality
-from surrogate_emo.store import Study
 
 EXPERIMENT_KEYS = {"name", "description", "seeds", "problems", "baselines", "jobs", "output_dir", "base", "methods",
                    "quality"}
@@ -162,23 +160,15 @@ def is_finished(spec: RunSpec) -> bool:
 
 def run_synthetic(config: RunConfig, problem: str) -> dict:
     """Run (or resume) one search on a synthetic problem; every objective is expensive (modelled)."""
-    from surrogate_emo.pipeline import search_class
-    from surrogate_emo.search import TrialRunner
+    from surrogate_emo.pipeline import run_in_study, search_class
 
     torch.set_num_threads(config.threads)  # the GP fits' float sums, and so the results, depend on it
     started = time.perf_counter()
     evaluator = SyntheticEvaluator(problem)
-    study = Study(config.study or config.run_dir / "study.sqlite")
-    try:
-        identity = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_FIELDS}
-        run_id = study.open_run(config.name, {**identity, "problem": problem})
-        runner = TrialRunner(evaluator, study, run_id, config.seed, config.budget, evaluator.ref_point,
-                             progress=config.progress, n_jobs=config.n_jobs, time_limit=config.time_limit)
-        search = search_class(config).from_config(config, evaluator.dim, evaluator.n_obj, n_expensive=evaluator.n_obj,
-                                                  ref_point=evaluator.ref_point)
-        evaluations = runner.run(search)
-    finally:
-        study.close()
+    search = search_class(config).from_config(config, evaluator.dim, evaluator.n_obj, n_expensive=evaluator.n_obj,
+                                              ref_point=evaluator.ref_point)
+    runner = run_in_study(config, evaluator, search, identity={"problem": problem})
+    evaluations = runner.history
     summary = {"run": config.name, "problem": problem, "search": config.search, "seed": config.seed,
                "budget": config.budget, "true_evaluations": len(evaluations), "stopped_by": runner.stopped_by,
                "replayed_from_study": runner.replayed, "evaluated_now": evaluator.n_evaluations,

@@ -133,22 +133,33 @@ def rescore_front(setup: Setup, evaluations: list[Evaluation], config: RunConfig
     return rows
 
 
+def run_in_study(config: RunConfig, evaluator, search: Search, identity: dict | None = None,
+                 info: dict | None = None) -> TrialRunner:
+    """Run (or resume) ``search`` against ``evaluator`` in the run's study, under the configured budget; the
+    study refuses a resume whose configuration (plus ``identity``) changed. Returns the finished runner."""
+    study = Study(config.study or config.run_dir / "study.sqlite")
+    try:
+        key = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_FIELDS}
+        run_id = study.open_run(config.name, {**key, **(identity or {})})
+        if info:
+            study.set_info(run_id, **info)
+        runner = TrialRunner(evaluator, study, run_id, config.seed, config.budget, evaluator.ref_point,
+                             progress=config.progress, n_jobs=config.n_jobs, time_limit=config.time_limit)
+        runner.run(search)
+    finally:
+        study.close()
+    return runner
+
+
 def run(config: RunConfig) -> RunResult:
     """Run (or resume) the search that ``config`` describes and write its report under ``config.run_dir``."""
     started = time.perf_counter()
     setup = prepare(config)
     run_dir = config.run_dir
-    study = Study(config.study or run_dir / "study.sqlite")
-    try:
-        identity = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_FIELDS}
-        run_id = study.open_run(config.name, identity)
-        study.set_info(run_id, dense_val_error=setup.dense_val_error, dense_test_error=setup.dense_test_error,
-                       space=setup.space.describe(), finetune_steps=setup.evaluator.steps)
-        runner = TrialRunner(setup.evaluator, study, run_id, config.seed, config.budget, setup.evaluator.ref_point,
-                             progress=config.progress, n_jobs=config.n_jobs, time_limit=config.time_limit)
-        evaluations = runner.run(make_search(config, setup))
-    finally:
-        study.close()
+    runner = run_in_study(config, setup.evaluator, make_search(config, setup),
+                          info={"dense_val_error": setup.dense_val_error, "dense_test_error": setup.dense_test_error,
+                                "space": setup.space.describe(), "finetune_steps": setup.evaluator.steps})
+    evaluations = runner.history
     search_seconds = runner.search_seconds
     front = rescore_front(setup, evaluations, config) if config.final_test else []
     summary = {
