@@ -15,6 +15,11 @@ from surrogate_emo.errors import ConfigError
 # Fields that may change when a run is resumed: they do not change what any trial computes.
 RESUMABLE_FIELDS = ("budget", "time_limit", "progress", "output_dir", "final_test", "n_jobs")
 
+# Fields a built-in search never reads: a resumed run may differ in them (a default changed since it started).
+_LOOP_ONLY = ("surrogate", "infill", "error_scale", "q", "n_init", "pool_size", "pool_generations")
+UNUSED_FIELDS = {"nsga2": _LOOP_ONLY, "random": _LOOP_ONLY, "surrogate": ("pop_size",),
+                 "botorch": ("pop_size", "surrogate", "infill", "pool_size", "pool_generations")}
+
 
 def _opt(default, help: str):
     if isinstance(default, list):  # a fresh list per instance: no shared mutable default
@@ -44,7 +49,7 @@ class RunConfig:
     time_limit: float | None = _opt(None, "wall-clock seconds after which no new batch is started (default: none)")
     pop_size: int = _opt(30, "NSGA-II population size; batch size of random search")
     surrogate: str = _opt("gp", "surrogate of the error: gp, rf, or package.module:SurrogateClass")
-    infill: str = _opt("ehvi", "infill criterion: ehvi, ehvi-bands, parego, mean, random, or package.module:Class")
+    infill: str = _opt("ehvi-lazy", "infill criterion: ehvi-lazy, ehvi, ehvi-bands, parego, mean, random, or package.module:Class")
     error_scale: str = _opt("log", "scale on which the surrogate models the error: log or linear")
     q: int = _opt(4, "infill candidates truly evaluated per surrogate iteration")
     n_init: int = _opt(20, "Latin-hypercube initial design of the surrogate loop (true evaluations)")

@@ -12,7 +12,7 @@ from torch import nn
 
 from surrogate_emo.cache import ModelCache
 from surrogate_emo.compress import CostModel, measure
-from surrogate_emo.config import RESUMABLE_FIELDS, RunConfig
+from surrogate_emo.config import RESUMABLE_FIELDS, UNUSED_FIELDS, RunConfig
 from surrogate_emo.data import DataSplits, load_dataset
 from surrogate_emo.errors import ConfigError
 from surrogate_emo.evaluate import Evaluation, Evaluator
@@ -136,11 +136,12 @@ def rescore_front(setup: Setup, evaluations: list[Evaluation], config: RunConfig
 def run_in_study(config: RunConfig, evaluator, search: Search, identity: dict | None = None,
                  info: dict | None = None) -> TrialRunner:
     """Run (or resume) ``search`` against ``evaluator`` in the run's study, under the configured budget; the
-    study refuses a resume whose configuration (plus ``identity``) changed. Returns the finished runner."""
+    study refuses a resume whose configuration (plus ``identity``) changed in a field the search reads. Returns
+    the finished runner."""
     study = Study(config.study or config.run_dir / "study.sqlite")
     try:
         key = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_FIELDS}
-        run_id = study.open_run(config.name, {**key, **(identity or {})})
+        run_id = study.open_run(config.name, {**key, **(identity or {})}, ignore=UNUSED_FIELDS.get(config.search, ()))
         if info:
             study.set_info(run_id, **info)
         runner = TrialRunner(evaluator, study, run_id, config.seed, config.budget, evaluator.ref_point,

@@ -36,7 +36,7 @@ def test_chooses_q_distinct_pool_rows_deterministically(name):
     assert np.array_equal(first, make_infill(name).select(context(), POOL, 3))
 
 
-@pytest.mark.parametrize("name", ["ehvi", "mean"])
+@pytest.mark.parametrize("name", ["ehvi", "ehvi-lazy", "mean"])
 def test_hypervolume_criteria_pick_the_dominating_candidate_first(name):
     chosen = make_infill(name).select(context(), POOL, 2)
     assert chosen[0] == 1  # (0.1, 0.1) dominates the whole archive
@@ -62,5 +62,44 @@ def test_q_larger_than_the_pool_is_cut_to_the_pool():
 
 
 def test_unknown_infill_lists_the_known_ones():
-    with pytest.raises(ConfigError, match="unknown infill criterion 'ei'; known: ehvi, ehvi-bands, mean, parego, random"):
+    with pytest.raises(ConfigError, match="unknown infill criterion 'ei'; known: ehvi, ehvi-bands, ehvi-lazy, mean, parego, random"):
         make_infill("ei")
+
+
+class CountingAcquisition:
+    """Wraps an acquisition function and counts the candidate rows it scores with pending points set."""
+
+    def __init__(self, acquisition):
+        self.acquisition, self.conditioned_rows = acquisition, 0
+
+    def __call__(self, X):
+        if self.acquisition.X_pending is not None:
+            self.conditioned_rows += X.shape[0]
+        return self.acquisition(X)
+
+    def set_X_pending(self, X_pending):
+        self.acquisition.set_X_pending(X_pending)
+
+    @property
+    def X_pending(self):
+        return self.acquisition.X_pending
+
+
+def test_lazy_ehvi_makes_the_exhaustive_choice_scoring_few_conditioned_rows():
+    from pymoo.problems import get_problem
+
+    from surrogate_emo.infill import _ehvi, _pick_from_pool, _pick_lazily
+    from surrogate_emo.surrogates import make_surrogate
+
+    rng = np.random.default_rng(0)
+    X = rng.random((30, 3))
+    F = get_problem("zdt1", n_var=3).evaluate(X)
+    gp = make_surrogate("gp", seed=0).fit(X, F)
+    ctx = InfillContext(gp, X, F, n_expensive=2, cheap=None, ref_point=np.full(2, 1.1), seed=0)
+    pool = rng.random((60, 3)) * [1.0, 0.2, 0.2]  # near the true front: improvements worth choosing among
+    exhaustive = _pick_from_pool(_ehvi(ctx, pool), pool, 4)
+    counting = CountingAcquisition(_ehvi(ctx, pool))
+    lazy = _pick_lazily(counting, pool, 4)
+    assert np.array_equal(lazy, exhaustive)
+    assert counting.conditioned_rows < 3 * 60 / 2  # the exhaustive choice scores 59 + 58 + 57 conditioned rows
+    assert counting.X_pending is None  # left as found

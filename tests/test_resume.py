@@ -64,6 +64,13 @@ def test_resuming_with_another_seed_is_refused(tmp_path):
         run(tiny_config(tmp_path, budget=4, seed=1))
 
 
+def test_a_field_the_search_never_reads_may_change_on_resume(tmp_path):
+    run(tiny_config(tmp_path, budget=4))  # NSGA-II never reads the infill criterion
+    assert run(tiny_config(tmp_path, budget=4, infill="ehvi")).summary["replayed_from_study"] == 4
+    with pytest.raises(StudyMismatchError, match="pop_size: stored 6, given 8"):
+        run(tiny_config(tmp_path, budget=4, pop_size=8))
+
+
 def test_killed_process_resumes_with_the_same_command(tmp_path):
     command = [sys.executable, "-m", "surrogate_emo.cli", "run", "--name", "tiny", "--output-dir",
                str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache"), "--budget", "40", "--pop-size", "8",

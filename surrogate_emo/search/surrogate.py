@@ -53,7 +53,7 @@ class SurrogateSearch(Search):
 
     stateless = True
 
-    def __init__(self, dim: int, n_obj: int, seed: int = 0, surrogate: str = "gp", infill: str = "ehvi", q: int = 1,
+    def __init__(self, dim: int, n_obj: int, seed: int = 0, surrogate: str = "gp", infill: str = "ehvi-lazy", q: int = 1,
                  n_init: int = 20, pool_size: int = 100, pool_generations: int = 25, n_expensive: int = 1,
                  cheap: Callable[[np.ndarray], np.ndarray] | None = None, ref_point=None,
                  log_scale: bool = False) -> None:
