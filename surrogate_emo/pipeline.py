@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 from surrogate_emo.cache import ModelCache
@@ -139,6 +140,10 @@ def run_in_study(config: RunConfig, evaluator, search: Search, identity: dict | 
     study refuses a resume whose configuration (plus ``identity``) changed in a field the search reads. Returns
     the finished runner."""
     study = Study(config.study or config.run_dir / "study.sqlite")
+    # numpy's and scipy's BLAS and scikit-learn's OpenMP get the torch thread count too: their float sums (GP fits)
+    # then do not depend on whether the run is in a joblib worker (which limits them) or in this process, and
+    # spare threads do not spin against the other runs of an experiment
+    limits = threadpool_limits(limits=config.threads)
     try:
         key = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_FIELDS}
         run_id = study.open_run(config.name, {**key, **(identity or {})}, ignore=UNUSED_FIELDS.get(config.search, ()))
@@ -148,6 +153,7 @@ def run_in_study(config: RunConfig, evaluator, search: Search, identity: dict | 
                              progress=config.progress, n_jobs=config.n_jobs, time_limit=config.time_limit)
         runner.run(search)
     finally:
+        limits.restore_original_limits()
         study.close()
     return runner
 

@@ -10,11 +10,15 @@ import sqlite3
 import numpy as np
 import pytest
 
+from threadpoolctl import threadpool_info
+
 from surrogate_emo.cli import main
+from surrogate_emo.config import RunConfig
 from surrogate_emo.errors import ConfigError
-from surrogate_emo.experiment import Experiment, run_experiment
+from surrogate_emo.experiment import Experiment, run_experiment, run_synthetic
 from surrogate_emo.front import hypervolume
 from surrogate_emo.problems import SyntheticEvaluator
+from surrogate_emo.search.base import Search
 from surrogate_emo.store import Study
 
 TINY = """
@@ -156,3 +160,29 @@ def test_a_bad_run_option_is_refused_before_anything_runs(tmp_path):
     with pytest.raises(ConfigError, match="pop_size"):
         Experiment.from_file(path)
     assert not (tmp_path / "tiny").exists()
+
+
+class ThreadRecordingSearch(Search):
+    """Random proposals that record the native thread pools' sizes seen while the run searches."""
+
+    seen: list[int] = []
+
+    def __init__(self, dim: int, n_obj: int, seed: int = 0, **_) -> None:
+        super().__init__(dim, n_obj, seed)
+        self.rng = np.random.default_rng(seed)
+
+    def ask(self, n_max):
+        ThreadRecordingSearch.seen.extend(pool["num_threads"] for pool in threadpool_info())
+        return self.rng.random((min(4, n_max), self.dim))
+
+    def tell(self, X, F):
+        pass
+
+
+def test_a_run_holds_blas_and_openmp_to_its_thread_count(tmp_path, monkeypatch):
+    monkeypatch.setattr("surrogate_emo.pipeline.search_class", lambda config: ThreadRecordingSearch)
+    before = [pool["num_threads"] for pool in threadpool_info()]
+    ThreadRecordingSearch.seen = []
+    run_synthetic(RunConfig(name="threads", output_dir=str(tmp_path), budget=8, progress=False, threads=1), "zdt1")
+    assert ThreadRecordingSearch.seen and set(ThreadRecordingSearch.seen) == {1}
+    assert [pool["num_threads"] for pool in threadpool_info()] == before  # restored after the run
