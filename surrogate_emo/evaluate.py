@@ -106,11 +106,13 @@ class Evaluator:
         """An untrained compressed model of ``genome``'s structure, to load stored weights into."""
         return compress_model(self.base, self.space, genome)
 
-    def warm_source(self, genome: np.ndarray) -> tuple[nn.Module, str] | None:
-        """The nearest cached model whose every layer keeps at least ``genome``'s rank and entries, if any."""
+    def warm_source(self, genome: np.ndarray, entries: list[tuple[np.ndarray, str]] | None = None
+                    ) -> tuple[nn.Module, str] | None:
+        """The nearest cached model whose every layer keeps at least ``genome``'s rank and entries, if any, among
+        ``entries`` (default: everything in the cache)."""
         if self.cache is None:
             return None
-        entries = self.cache.entries()
+        entries = self.cache.entries() if entries is None else entries
         if not entries:
             return None
         genomes = np.array([cached for cached, _ in entries])
@@ -139,13 +141,15 @@ class Evaluator:
             raise FineTuneDiverged("weights became non-finite during fine-tuning")
         return model, taken
 
-    def __call__(self, genome, seed: int) -> Evaluation:
+    def __call__(self, genome, seed: int, warm_sources: list[tuple[np.ndarray, str]] | None = None) -> Evaluation:
+        """Fine-tune and score ``genome``; with a cache, warm-start from the nearest model among ``warm_sources``
+        (cache entries, default: all of them)."""
         vector = self.space.validate(genome)
         ratios = self.cost_model.ratios(vector)
         if self.threads is not None:  # also in a joblib worker process, where the parent's setting is not inherited
             torch.set_num_threads(self.threads)
         start = time.perf_counter()
-        warm = self.warm_source(vector)
+        warm = self.warm_source(vector, warm_sources)
         source, label, steps = (None, "base", self.steps) if warm is None else (warm[0], warm[1], self.warm_steps)
         try:
             model, steps = self.finetune(vector, seed, source, steps)

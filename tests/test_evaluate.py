@@ -74,3 +74,16 @@ def test_parallel_evaluation_matches_sequential(tmp_path):
     sequential = run(tiny_config(tmp_path, name="one", budget=8, pop_size=4, final_test=False))
     parallel = run(tiny_config(tmp_path, name="two", budget=8, pop_size=4, final_test=False, n_jobs=2))
     assert [e.error for e in parallel.evaluations] == [e.error for e in sequential.evaluations]
+
+
+def test_warm_started_runs_give_the_same_archive_whatever_n_jobs(tmp_path):
+    from surrogate_emo.pipeline import run
+
+    options = dict(search="random", budget=24, pop_size=12, final_test=False, warm_start=True)
+    sequential = run(tiny_config(tmp_path, name="one", **options))
+    parallel = run(tiny_config(tmp_path, name="two", n_jobs=2, **options))
+    sources = [e.source for e in sequential.evaluations]
+    assert any(source.startswith("cache:") for source in sources)  # the cache was used, so the check means something
+    assert [e.source for e in parallel.evaluations] == sources
+    assert [e.error for e in parallel.evaluations] == [e.error for e in sequential.evaluations]
+    assert set(sources[:12]) == {"base"}  # nothing warm-starts from a batch-mate (here two would, if allowed)

@@ -8,6 +8,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
+from surrogate_emo.cache import genome_key
 from surrogate_emo.errors import ConfigError, StudyMismatchError
 from surrogate_emo.evaluate import Evaluation, Evaluator, trial_seed
 from surrogate_emo.front import hypervolume
@@ -116,19 +117,31 @@ class TrialRunner:
         fresh = [(t, g) for t, g, _ in todo if t not in self._stored]
         if fresh:
             self.study.mark_pending(self.run_id, [t for t, _ in fresh], np.array([g for _, g in fresh]))
-        for trial, evaluation in self._evaluate(todo):
+        for trial, evaluation in self._evaluate(todo, X):
             results[trial] = evaluation
             self.study.record(self.run_id, trial, evaluation)
         for trial in trials:
             self._append(trial, results[trial], bar)
         return [results[trial] for trial in trials]
 
-    def _evaluate(self, todo: list[tuple[int, np.ndarray, dict]]):
-        jobs = [(self.evaluator, trial, genome, trial_seed(self.seed, trial), note) for trial, genome, note in todo]
+    def _evaluate(self, todo: list[tuple[int, np.ndarray, dict]], batch: np.ndarray):
+        sources = self._warm_sources(batch)
+        jobs = [(self.evaluator, trial, genome, trial_seed(self.seed, trial), note, sources)
+                for trial, genome, note in todo]
         if self.n_jobs == 1 or len(todo) < 2:
             return (_evaluate_one(*job) for job in jobs)
         # joblib's backend is the caller's to choose: parallel_config(backend="dask") spreads this over a cluster
         return Parallel(n_jobs=self.n_jobs, return_as="generator_unordered")(delayed(_evaluate_one)(*job) for job in jobs)
+
+    def _warm_sources(self, batch: np.ndarray) -> list[tuple[np.ndarray, str]] | None:
+        """The cached models a batch may warm-start from: those cached before it began, less any stored under one
+        of its own genomes. So no candidate starts from a batch-mate, and the archive is the same whatever
+        ``n_jobs``, whichever batch-mate finishes first, and whether the batch was interrupted and resumed."""
+        cache = getattr(self.evaluator, "cache", None)  # synthetic evaluators have none
+        if cache is None:
+            return None
+        own = {genome_key(genome) for genome in batch}
+        return [(genome, label) for genome, label in cache.entries() if genome_key(genome) not in own]
 
     def _append(self, trial: int, evaluation: Evaluation, bar) -> None:
         evaluation.trial = trial
@@ -144,8 +157,9 @@ class TrialRunner:
         bar.update(1)
 
 
-def _evaluate_one(evaluator: Evaluator, trial: int, genome: np.ndarray, seed: int, note: dict) -> tuple[int, Evaluation]:
+def _evaluate_one(evaluator: Evaluator, trial: int, genome: np.ndarray, seed: int, note: dict,
+                  warm_sources: list | None) -> tuple[int, Evaluation]:
     """One true evaluation; module-level so joblib can ship it to a worker process."""
-    evaluation = evaluator(genome, seed)
+    evaluation = evaluator(genome, seed) if warm_sources is None else evaluator(genome, seed, warm_sources)
     evaluation.extra.update(note)
     return trial, evaluation
