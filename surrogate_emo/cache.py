@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS entries (
     label TEXT NOT NULL,
     sha256 TEXT NOT NULL,
     bytes INTEGER NOT NULL,
-    used INTEGER NOT NULL
+    used INTEGER NOT NULL,
+    kept INTEGER NOT NULL DEFAULT 0
 );
 """
 
@@ -39,7 +40,8 @@ def genome_key(genome: np.ndarray) -> str:
 
 
 class ModelCache:
-    """Fine-tuned models on disk under ``directory``, evicted least-recently-used past ``max_bytes``.
+    """Fine-tuned models on disk under ``directory``, evicted least-recently-used past ``max_bytes``, except those
+    marked with `keep` (a run keeps its current Pareto front, so the final front's models are never lost).
 
     Example:
         >>> import tempfile
@@ -49,12 +51,17 @@ class ModelCache:
         tensor([1., 1., 1.])
     """
 
-    def __init__(self, directory: str | Path, max_bytes: int = 512 * 2**20) -> None:
+    def __init__(self, directory: str | Path, max_bytes: int = 512 * 2**20, evict_on_put: bool = True) -> None:
         self.directory = Path(directory).expanduser()
         self.directory.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
+        self.evict_on_put = evict_on_put  # False: only `keep` evicts, so new models wait until they are judged
         self._db = sqlite3.connect(self.directory / "index.sqlite", timeout=60)
         self._db.executescript(SCHEMA)
+        columns = [row[1] for row in self._db.execute("PRAGMA table_info(entries)")]
+        if "kept" not in columns:  # a cache made before entries could be kept
+            with self._db:
+                self._db.execute("ALTER TABLE entries ADD COLUMN kept INTEGER NOT NULL DEFAULT 0")
 
     def __getstate__(self) -> dict:  # a worker process opens its own connection to the index
         return {k: v for k, v in self.__dict__.items() if k != "_db"}
@@ -79,14 +86,16 @@ class ModelCache:
         partial.write_bytes(payload)
         partial.replace(self._path(key))  # atomic: a crash never leaves half a file under the final name
         with self._db:
-            self._db.execute("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?)",
+            self._db.execute("INSERT OR REPLACE INTO entries (key, genome, label, sha256, bytes, used) "
+                             "VALUES (?, ?, ?, ?, ?, ?)",
                              (key, json.dumps(np.asarray(genome, dtype=float).tolist()), label,
                               hashlib.sha256(payload).hexdigest(), len(payload), self._tick()))
-        self._evict()
+        if self.evict_on_put:
+            self._evict()
 
     def _evict(self) -> None:
         total = self._db.execute("SELECT COALESCE(SUM(bytes), 0) FROM entries").fetchone()[0]
-        for key, size in self._db.execute("SELECT key, bytes FROM entries ORDER BY used").fetchall():
+        for key, size in self._db.execute("SELECT key, bytes FROM entries WHERE kept = 0 ORDER BY used").fetchall():
             if total <= self.max_bytes:
                 break
             self._drop(key)
@@ -96,6 +105,15 @@ class ModelCache:
         with self._db:
             self._db.execute("DELETE FROM entries WHERE key = ?", (key,))
         self._path(key).unlink(missing_ok=True)
+
+    def keep(self, genomes) -> None:
+        """Exempt the models of ``genomes`` (and only those) from eviction, then evict down to ``max_bytes`` (the
+        kept ones may exceed it)."""
+        keys = [genome_key(genome) for genome in genomes]
+        with self._db:
+            self._db.execute("UPDATE entries SET kept = 0")
+            self._db.executemany("UPDATE entries SET kept = 1 WHERE key = ?", [(key,) for key in keys])
+        self._evict()
 
     def entries(self) -> list[tuple[np.ndarray, str]]:
         """(genome, label) of every entry."""

@@ -68,7 +68,10 @@ def prepare(config: RunConfig) -> Setup:
     cost_model = CostModel(space, measure(base, data.input_shape))
     steps = config.finetune_steps if config.finetune_steps is not None else steps_for(
         config.finetune_epochs, len(data.train), config.batch_size)
-    cache = ModelCache(config.run_dir / "model_cache", config.model_cache_mb * 2**20) if config.warm_start else None
+    # The runner evicts after each batch, once it has kept the new Pareto front: a batch's own models are never
+    # evicted before they are judged (the cache may exceed its bound by one batch).
+    cache = (ModelCache(config.run_dir / "model_cache", config.model_cache_mb * 2**20, evict_on_put=False)
+             if config.warm_start else None)
     evaluator = Evaluator(base, data, cost_model, steps, config.finetune_learning_rate, config.batch_size,
                           tuple(config.objectives), cache=cache, warm_steps=max(1, round(config.warm_fraction * steps)),
                           threads=config.threads)

@@ -76,3 +76,29 @@ def test_warm_start_reuses_the_fine_tuned_weights(setup, tmp_path):
     # same genome: re-compressing the cached model reproduces its weights, not the base model's
     for (name, a), b in zip(source.state_dict().items(), expected.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_kept_entries_are_not_evicted(tmp_path):
+    state = {"w": torch.ones(1000)}
+    cache = ModelCache(tmp_path / "probe")
+    cache.put(np.array([0.0]), state)
+    size = (tmp_path / "probe" / f"{genome_key(np.array([0.0]))}.pt").stat().st_size
+    cache = ModelCache(tmp_path / "cache", max_bytes=int(2.5 * size))  # room for two
+    first, second, third = np.array([0.1]), np.array([0.2]), np.array([0.3])
+    cache.put(first, state)
+    cache.put(second, state)
+    cache.keep([first])
+    cache.put(third, state)  # over the bound: the least recently used entry not kept goes
+    assert cache.load(first) is not None and cache.load(second) is None and cache.load(third) is not None
+
+
+def test_a_run_keeps_its_front_in_a_cache_too_small_for_the_archive(tmp_path):
+    from surrogate_emo.pipeline import run
+    from surrogate_emo.front import pareto_indices
+
+    result = run(tiny_config(tmp_path, search="random", budget=24, pop_size=12, warm_start=True, model_cache_mb=1))
+    cache = ModelCache(tmp_path / "results" / "tiny" / "model_cache")
+    assert len(cache.entries()) < 24  # the bound evicted models
+    front = pareto_indices(np.array([[e.error, e.ratios["params"]] for e in result.evaluations]))
+    assert all(cache.load(result.evaluations[i].genome) is not None for i in front)
+    assert result.summary["front_val_errors_reproduced"]

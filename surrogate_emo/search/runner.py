@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from surrogate_emo.cache import genome_key
 from surrogate_emo.errors import ConfigError, StudyMismatchError
 from surrogate_emo.evaluate import Evaluation, Evaluator, trial_seed
-from surrogate_emo.front import hypervolume
+from surrogate_emo.front import hypervolume, pareto_indices
 from surrogate_emo.search.base import Search
 from surrogate_emo.store import Study
 
@@ -83,6 +83,7 @@ class TrialRunner:
         for trial in finished:
             self._append(trial, self._stored[trial], bar)
             self.replayed += 1
+        self._keep_front()
         search.tell(np.array([e.genome for e in self.history]), self.objectives())
         pending = [t for t in trials if self._stored[t].status == "pending"]
         if pending:
@@ -122,6 +123,7 @@ class TrialRunner:
             self.study.record(self.run_id, trial, evaluation)
         for trial in trials:
             self._append(trial, results[trial], bar)
+        self._keep_front()
         return [results[trial] for trial in trials]
 
     def _evaluate(self, todo: list[tuple[int, np.ndarray, dict]], batch: np.ndarray):
@@ -142,6 +144,14 @@ class TrialRunner:
             return None
         own = {genome_key(genome) for genome in batch}
         return [(genome, label) for genome, label in cache.entries() if genome_key(genome) not in own]
+
+    def _keep_front(self) -> None:
+        """Keep the archive's Pareto front out of the model cache's eviction. A model once dominated stays
+        dominated (the archive only grows), so the final front's models are all still there at the end: the front
+        is re-scored on the very models evaluated, which a warm-started model's genome and seed cannot rebuild."""
+        cache = getattr(self.evaluator, "cache", None)
+        if cache is not None and self.history:
+            cache.keep([self.history[i].genome for i in pareto_indices(self.objectives())])
 
     def _append(self, trial: int, evaluation: Evaluation, bar) -> None:
         evaluation.trial = trial
