@@ -50,7 +50,8 @@ def main() -> None:
     if args.from_run is not None:
         in_search(args.from_run, args.targets)
         return
-    config = RunConfig(dataset="fashion-mnist", model="lenet-300-100", base_epochs=20.0, finetune_epochs=1.0, seed=0)
+    config = RunConfig(dataset="fashion-mnist", model="lenet-300-100", base_epochs=20.0, finetune_epochs=1.0, seed=0,
+                       warm_start=False)  # the cache is made below
     setup = prepare(config)
     evaluator = setup.evaluator
     full = evaluator.steps
@@ -97,7 +98,7 @@ def in_search(run_dir: Path, n_targets: int) -> None:
     evaluations = load_run(run_dir, name)
     seed = int(name.rsplit("_seed", 1)[1])
     config = RunConfig(dataset="fashion-mnist", model="lenet-300-100", base_epochs=20.0, finetune_epochs=1.0,
-                       seed=seed)  # study 2's settings, which the run must share (its base model is the seed's)
+                       seed=seed, warm_start=False)  # study 2's settings (the base model is the seed's); cold
     setup = prepare(config)
     cold = next(e for e in evaluations if e.source == "base" and e.ok)
     model, _ = setup.evaluator.finetune(cold.genome, cold.seed)

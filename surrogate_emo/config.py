@@ -55,7 +55,7 @@ class RunConfig:
     n_init: int = _opt(20, "Latin-hypercube initial design of the surrogate loop (true evaluations)")
     pool_size: int = _opt(100, "NSGA-II population evolved on the surrogate's predictions (the candidate pool)")
     pool_generations: int = _opt(25, "NSGA-II generations on the surrogate per iteration")
-    warm_start: bool = _opt(False, "cache fine-tuned models and warm-start new candidates from the nearest one")
+    warm_start: bool = _opt(True, "cache fine-tuned models and warm-start new candidates from the nearest one")
     warm_fraction: float = _opt(0.5, "fraction of the fine-tuning steps a warm-started candidate gets")
     model_cache_mb: int = _opt(512, "size bound of the model cache (least recently used evicted first)")
     n_jobs: int = _opt(1, "true evaluations run in parallel through joblib (-1: all cores)")

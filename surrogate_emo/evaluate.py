@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +20,7 @@ from surrogate_emo.errors import ConfigError, FineTuneDiverged
 from surrogate_emo.train import error_rate, fit
 
 CHEAP_OBJECTIVES = ("params", "bytes", "macs")
+WARM_PREFIX = "cache:seed "  # an evaluation's source when it warm-started from the model of the evaluation of that seed
 FAILED_ERROR = 1.0  # what the search is told for a failed evaluation: the worst possible error rate
 
 
@@ -141,6 +144,31 @@ class Evaluator:
             raise FineTuneDiverged("weights became non-finite during fine-tuning")
         return model, taken
 
+    def rebuild(self, evaluation: Evaluation, history: Sequence[Evaluation] = (),
+                memo: dict[int, nn.Module] | None = None) -> nn.Module | None:
+        """The model ``evaluation`` scored, rebuilt without the cache: fine-tuned from the dense base or, for a warm
+        start, from its source model rebuilt the same way (found in ``history`` by the seed its label names), with
+        the steps each one had. None when a source is not in ``history``. ``memo`` shares rebuilt models between
+        calls (keyed by evaluation seed)."""
+        by_seed, memo_seeds = {e.seed: e for e in history}, memo.keys() if memo is not None else set()
+        chain = [evaluation]
+        while chain[-1].source != "base" and chain[-1].seed not in memo_seeds:
+            if not chain[-1].source.startswith(WARM_PREFIX):  # a model cached by someone else: unknown history
+                return None
+            source = by_seed.get(int(chain[-1].source[len(WARM_PREFIX):]))
+            if source is None:
+                return None
+            chain.append(source)
+        model = None
+        for link in reversed(chain):
+            if memo is not None and link.seed in memo:
+                model = memo[link.seed]
+                continue
+            model, _ = self.finetune(link.genome, link.seed, source=model, steps=link.steps)
+            if memo is not None:
+                memo[link.seed] = model
+        return copy.deepcopy(model) if memo is not None else model  # the caller may fine-tune it further
+
     def __call__(self, genome, seed: int, warm_sources: list[tuple[np.ndarray, str]] | None = None) -> Evaluation:
         """Fine-tune and score ``genome``; with a cache, warm-start from the nearest model among ``warm_sources``
         (cache entries, default: all of them)."""
@@ -155,7 +183,7 @@ class Evaluator:
             model, steps = self.finetune(vector, seed, source, steps)
             error, status, reason = error_rate(model, self.data.val), "ok", ""
             if self.cache is not None:
-                self.cache.put(vector, model.state_dict(), label=f"seed {seed}")
+                self.cache.put(vector, model.state_dict(), label=f"seed {seed}")  # `rebuild` reads the seed back
         except (FineTuneDiverged, RuntimeError) as failure:
             error, status, reason = math.nan, "failed", f"{type(failure).__name__}: {failure}"
         seconds = time.perf_counter() - start
@@ -163,7 +191,7 @@ class Evaluator:
         self.total_steps += steps
         self.total_seconds += seconds
         return Evaluation(vector, error, ratios, status, reason, steps, seconds, seed,
-                          source="base" if warm is None else f"cache:{label}")
+                          source="base" if warm is None else f"cache:{label}")  # label: "seed N" (WARM_PREFIX)
 
     @property
     def ref_point(self) -> np.ndarray:

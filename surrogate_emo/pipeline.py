@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,18 +98,21 @@ def make_search(config: RunConfig, setup: Setup) -> Search:
                                             cheap=lambda X: setup.evaluator.cost_model.ratio_matrix(X, cheap_names))
 
 
-def final_model(setup: Setup, evaluation: Evaluation, config: RunConfig,
-                epochs: float | None = None) -> tuple[nn.Module, float]:
-    """The model an evaluation scored (from the cache, or rebuilt: same genome, same seed, the same weights),
-    given ``epochs`` more of fine-tuning (default: ``config.final_finetune_epochs``); returns it with its
-    validation error as rebuilt, before that extra fine-tuning."""
+def final_model(setup: Setup, evaluation: Evaluation, config: RunConfig, epochs: float | None = None,
+                history: Sequence[Evaluation] = (), memo: dict | None = None) -> tuple[nn.Module, float]:
+    """The model an evaluation scored (from the cache, or rebuilt: same genome, same seed and, for a warm start,
+    the same source model rebuilt from ``history``: the same weights), given ``epochs`` more of fine-tuning
+    (default: ``config.final_finetune_epochs``); returns it with its validation error as rebuilt, before that
+    extra fine-tuning. A warm start whose source is not in ``history`` is rebuilt cold, and its error differs."""
     epochs = config.final_finetune_epochs if epochs is None else epochs
     cached = setup.evaluator.cache.load(evaluation.genome) if setup.evaluator.cache is not None else None
     if cached is not None:  # the very model that was evaluated
         model = setup.evaluator.structure(evaluation.genome)
         model.load_state_dict(cached)
     else:
-        model, _ = setup.evaluator.finetune(evaluation.genome, evaluation.seed)
+        model = setup.evaluator.rebuild(evaluation, history, memo)
+        if model is None:
+            model, _ = setup.evaluator.finetune(evaluation.genome, evaluation.seed)
     reproduced = error_rate(model, setup.data.val)
     if epochs > 0:
         fit(model, setup.data.train, steps_for(epochs, len(setup.data.train), config.batch_size),
@@ -129,9 +133,9 @@ def rescore_front(setup: Setup, evaluations: list[Evaluation], config: RunConfig
 
     The validation error is recomputed too, so a front whose fine-tunes do not reproduce is visible.
     """
-    rows = []
+    rows, memo = [], {}
     for evaluation in front_evaluations(setup, evaluations):
-        model, reproduced = final_model(setup, evaluation, config)
+        model, reproduced = final_model(setup, evaluation, config, history=evaluations, memo=memo)
         rows.append({"trial": evaluation.trial, "val_error": evaluation.error, "val_error_rebuilt": reproduced,
                      "test_error": error_rate(model, setup.data.test), "evaluation": evaluation})
     return rows

@@ -113,13 +113,14 @@ def compression_quality(out_dir: Path, runs: dict[str, RunConfig], quality: Qual
     total_steps = setup.evaluator.steps + (steps_for(quality.final_finetune_epochs, len(setup.data.train),
                                                      configs[0].batch_size) if quality.final_finetune_epochs else 0)
     for method, config in runs.items():
-        evaluations = load_run(config.run_dir, config.name)
+        evaluations, memo = load_run(config.run_dir, config.name), {}
         front = [e for e in front_evaluations(setup, evaluations) if 1 / e.ratios["params"] >= quality.min_compression]
         front = _spread(front, np.array([1 / e.ratios["params"] for e in front]), quality.max_models)
         for evaluation in front:
             key = ("search", method, config.seed, evaluation.trial, quality.final_finetune_epochs)
             if key not in done:
-                model, _ = final_model(setup, evaluation, config, epochs=quality.final_finetune_epochs)
+                model, _ = final_model(setup, evaluation, config, epochs=quality.final_finetune_epochs,
+                                       history=evaluations, memo=memo)
                 record(key, {"kind": "search", "method": method, "seed": config.seed, "trial": evaluation.trial,
                              "params_ratio": evaluation.ratios["params"], "val_error_search": evaluation.error,
                              "test_error": error_rate(model, setup.data.test),

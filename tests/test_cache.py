@@ -102,3 +102,17 @@ def test_a_run_keeps_its_front_in_a_cache_too_small_for_the_archive(tmp_path):
     front = pareto_indices(np.array([[e.error, e.ratios["params"]] for e in result.evaluations]))
     assert all(cache.load(result.evaluations[i].genome) is not None for i in front)
     assert result.summary["front_val_errors_reproduced"]
+
+
+def test_warm_started_front_models_are_rebuilt_exactly_without_the_cache(tmp_path):
+    import shutil
+
+    from surrogate_emo.pipeline import run
+
+    config = tiny_config(tmp_path, budget=24, pop_size=6, warm_start=True)
+    first = run(config)
+    assert any(row["evaluation"].source.startswith("cache:") for row in first.front)  # warm starts to rebuild
+    shutil.rmtree(tmp_path / "results" / "tiny" / "model_cache")  # as in a fresh clone of a committed study
+    again = run(config)
+    assert again.summary["evaluated_now"] == 0
+    assert again.summary["front_val_errors_reproduced"]
