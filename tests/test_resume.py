@@ -130,3 +130,26 @@ def test_a_wall_clock_limit_stops_between_batches_and_says_so(tmp_path):
     assert result.summary["true_evaluations"] == 0
     resumed = run(tiny_config(tmp_path, budget=10, pop_size=5, final_test=False))  # the limit may change on resume
     assert resumed.summary["stopped_by"] == "budget" and resumed.summary["true_evaluations"] == 10
+
+
+def test_warm_started_run_interrupted_mid_batch_resumes_to_the_same_archive(tmp_path, monkeypatch):
+    options = dict(budget=24, pop_size=6, warm_start=True, final_test=False)
+    reference = run(tiny_config(tmp_path, name="reference", **options))
+    assert any(e.source.startswith("cache:") for e in reference.evaluations[12:16])  # warm starts in the killed batch
+    original_call = Evaluator.__call__
+    calls = {"n": 0}
+
+    def interrupted(self, genome, seed, warm_sources=None):
+        if calls["n"] == 14:  # batch 12-17: trials 12 and 13 done (and cached), killed during 14
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return original_call(self, genome, seed, warm_sources)
+
+    monkeypatch.setattr(Evaluator, "__call__", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_config(tmp_path, **options))
+    monkeypatch.setattr(Evaluator, "__call__", original_call)
+    resumed = run(tiny_config(tmp_path, **options))  # trials 12 and 13 are in the cache now, not at the batch's start
+    assert resumed.summary["evaluated_now"] == 10
+    assert [e.source for e in resumed.evaluations] == [e.source for e in reference.evaluations]
+    assert [e.error for e in resumed.evaluations] == [e.error for e in reference.evaluations]
