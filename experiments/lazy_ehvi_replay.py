@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from surrogate_emo.compare import load_run
-from surrogate_emo.infill import InfillContext, _ehvi, _pick_from_pool, _pick_lazily
+from surrogate_emo.infill import _ehvi, _pick_from_pool, _pick_lazily
 from surrogate_emo.problems import SyntheticEvaluator
 from surrogate_emo.report import write_csv
 from surrogate_emo.search import SurrogateSearch
@@ -42,11 +42,9 @@ def replay(problem: str, seed: int) -> list[dict]:
         search = SurrogateSearch(evaluator.dim, evaluator.n_obj, seed=seed, q=Q, n_init=N_INIT,
                                  n_expensive=evaluator.n_obj, ref_point=evaluator.ref_point)
         search.tell(X[:size], F[:size])
-        # the iteration's seed and steps, as SurrogateSearch.ask/_choose make them
-        iteration_seed = int(np.random.SeedSequence([seed, size]).generate_state(1)[0] % (2**31))
-        surrogate = search._fitted("gp", iteration_seed)
-        context = InfillContext(surrogate, search.X, search.F, search.n_expensive, None, search.ref_point,
-                                iteration_seed)
+        # the iteration's seed, surrogate and pool, made as SurrogateSearch._choose makes them
+        iteration_seed = search._iteration_seed()
+        context = search._context(search._fitted("gp", iteration_seed), iteration_seed)
         pool = search._pool(context, iteration_seed)
         started = time.perf_counter()
         exhaustive = _pick_from_pool(_ehvi(context, pool), pool, Q)

@@ -150,24 +150,22 @@ class Evaluator:
         start, from its source model rebuilt the same way (found in ``history`` by the seed its label names), with
         the steps each one had. None when a source is not in ``history``. ``memo`` shares rebuilt models between
         calls (keyed by evaluation seed)."""
-        by_seed, memo_seeds = {e.seed: e for e in history}, memo.keys() if memo is not None else set()
+        memo = {} if memo is None else memo
+        by_seed = {e.seed: e for e in history}
         chain = [evaluation]
-        while chain[-1].source != "base" and chain[-1].seed not in memo_seeds:
+        while chain[-1].source != "base" and chain[-1].seed not in memo:
             if not chain[-1].source.startswith(WARM_PREFIX):  # a model cached by someone else: unknown history
                 return None
             source = by_seed.get(int(chain[-1].source[len(WARM_PREFIX):]))
             if source is None:
                 return None
             chain.append(source)
-        model = None
+        model = memo.get(chain[-1].seed)
         for link in reversed(chain):
-            if memo is not None and link.seed in memo:
-                model = memo[link.seed]
-                continue
-            model, _ = self.finetune(link.genome, link.seed, source=model, steps=link.steps)
-            if memo is not None:
-                memo[link.seed] = model
-        return copy.deepcopy(model) if memo is not None else model  # the caller may fine-tune it further
+            if link.seed not in memo:
+                memo[link.seed], _ = self.finetune(link.genome, link.seed, source=model, steps=link.steps)
+            model = memo[link.seed]
+        return copy.deepcopy(model)  # the caller may fine-tune it further; the memo's copy stays as evaluated
 
     def __call__(self, genome, seed: int, warm_sources: list[tuple[np.ndarray, str]] | None = None) -> Evaluation:
         """Fine-tune and score ``genome``; with a cache, warm-start from the nearest model among ``warm_sources``

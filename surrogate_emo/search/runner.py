@@ -135,23 +135,25 @@ class TrialRunner:
         # joblib's backend is the caller's to choose: parallel_config(backend="dask") spreads this over a cluster
         return Parallel(n_jobs=self.n_jobs, return_as="generator_unordered")(delayed(_evaluate_one)(*job) for job in jobs)
 
+    @property
+    def _cache(self):
+        return getattr(self.evaluator, "cache", None)  # synthetic evaluators have none
+
     def _warm_sources(self, batch: np.ndarray) -> list[tuple[np.ndarray, str]] | None:
         """The cached models a batch may warm-start from: those cached before it began, less any stored under one
         of its own genomes. So no candidate starts from a batch-mate, and the archive is the same whatever
         ``n_jobs``, whichever batch-mate finishes first, and whether the batch was interrupted and resumed."""
-        cache = getattr(self.evaluator, "cache", None)  # synthetic evaluators have none
-        if cache is None:
+        if self._cache is None:
             return None
         own = {genome_key(genome) for genome in batch}
-        return [(genome, label) for genome, label in cache.entries() if genome_key(genome) not in own]
+        return [(genome, label) for genome, label in self._cache.entries() if genome_key(genome) not in own]
 
     def _keep_front(self) -> None:
         """Keep the archive's Pareto front out of the model cache's eviction. A model once dominated stays
         dominated (the archive only grows), so the final front's models are all still there at the end: the front
         is re-scored on the very models evaluated, which a warm-started model's genome and seed cannot rebuild."""
-        cache = getattr(self.evaluator, "cache", None)
-        if cache is not None and self.history:
-            cache.keep([self.history[i].genome for i in pareto_indices(self.objectives())])
+        if self._cache is not None and self.history:
+            self._cache.keep([self.history[i].genome for i in pareto_indices(self.objectives())])
 
     def _append(self, trial: int, evaluation: Evaluation, bar) -> None:
         evaluation.trial = trial

@@ -85,8 +85,7 @@ class SurrogateSearch(Search):
         self._last = {}
         if len(self.X) < self.n_init:
             return self._design[len(self.X):][:n_max]
-        iteration_seed = int(np.random.SeedSequence([self.seed, len(self.X)]).generate_state(1)[0] % (2**31))
-        chosen, surrogate, stats = self._choose(n_max, iteration_seed)
+        chosen, surrogate, stats = self._choose(n_max, self._iteration_seed())
         mean, var = surrogate.predict(chosen)
         if self.log_scale:
             mean = np.exp(mean)  # var stays on the log scale it was modelled on
@@ -96,13 +95,21 @@ class SurrogateSearch(Search):
                       for i in range(len(chosen))}
         return chosen
 
+    def _iteration_seed(self) -> int:
+        """The seed of the iteration at the archive's current size: a resumed run draws the same one."""
+        return int(np.random.SeedSequence([self.seed, len(self.X)]).generate_state(1)[0] % (2**31))
+
+    def _context(self, surrogate: Surrogate, seed: int) -> InfillContext:
+        """What an infill criterion sees: the fitted surrogate, the archive, the exact objectives."""
+        return InfillContext(surrogate, self.X, self.F, self.n_expensive, self.cheap, self.ref_point, seed,
+                             self.log_scale)
+
     def _choose(self, n_max: int, seed: int) -> tuple[np.ndarray, Surrogate, dict]:
         """Fit, evolve the pool, pick by the infill criterion: (chosen genomes, fitted surrogate, timings)."""
         started = time.perf_counter()
         surrogate = self._fitted(self.surrogate_name, seed)
         fitted = time.perf_counter()
-        context = InfillContext(surrogate, self.X, self.F, self.n_expensive, self.cheap, self.ref_point, seed,
-                                self.log_scale)
+        context = self._context(surrogate, seed)
         pool = self._pool(context, seed)
         pooled = time.perf_counter()
         chosen = pool[self.infill.select(context, pool, min(self.q, n_max))]
