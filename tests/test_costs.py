@@ -100,3 +100,41 @@ def test_costs_grow_with_each_gene():
         bigger[gene] = 0.9
         grown = costs.of(bigger)
         assert grown.params > reference.params and grown.bytes > reference.bytes and grown.macs > reference.macs
+
+
+def _gene(kept: float, of: int, decades: float = 3.0) -> float:
+    """A gene whose keep fraction lands half a unit above ``kept`` of ``of`` (so the floor gives ``kept``):
+    the inverse of ``f(g) = (10**(D g) - 1) / (10**D - 1)``."""
+    fraction = (kept + 0.5) / of if kept < of else 1.0
+    return float(np.log10(1.0 + fraction * (10.0**decades - 1.0)) / decades)
+
+
+def test_ratio_matrix_and_ratios_equal_costs_counted_by_hand_with_biases():
+    # conv 2@3x3 on 1x5x5 (3x3 = 9 output positions), then 18 -> 4 -> 3; every layer has a bias
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(18, 4), nn.ReLU(), nn.Linear(4, 3))
+    shape = (1, 5, 5)
+    space = CompressionSpace.from_model(base, shape)
+    # dense: conv 18 weights + 2 biases, 18 * 9 MACs; 72 + 4, 72 MACs; 12 + 3, 12 MACs
+    dense = Costs(params=20 + 76 + 15, bytes=4 * 111, macs=162 + 72 + 12)
+    assert measure(base, shape) == dense
+    costs = CostModel(space, dense)
+    # conv rank 1 of 2, 5 of 18 entries; fc1 rank 2 of 4, 10 of 72; fc2 rank 0 of 3, 3 of 12
+    genome = np.array([_gene(1, 2), _gene(5, 18), _gene(2, 4), _gene(10, 72), 0.0, _gene(3, 12)])
+    assert [(s.rank, s.nnz) for s in space.decode(genome)] == [(1, 5), (2, 10), (0, 3)]
+    # params: U, V, kept values, biases.  conv 1*(2+9) + 5 + 2 = 18;  fc1 2*(4+18) + 10 + 4 = 58;  fc2 3 + 3 = 6
+    # bytes: 4 per param plus 4 per kept entry's int32 index: 4*18 + 4*5 = 92;  4*58 + 4*10 = 272;  4*6 + 4*3 = 36
+    # MACs: (U, V, kept entries) per output position: (11 + 5) * 9 = 144;  44 + 10 = 54;  3
+    small = Costs(params=18 + 58 + 6, bytes=92 + 272 + 36, macs=144 + 54 + 3)
+    assert measure(compress_model(base, space, genome), shape) == small  # the hand count, built and measured
+    # an all-zero genome keeps the biases alone: 2 + 4 + 3 values, no MACs
+    expected = np.array([[82 / 111, 400 / 444, 201 / 246], [9 / 111, 36 / 444, 0.0]])
+    names = ("params", "bytes", "macs")
+    matrix = costs.ratio_matrix(np.vstack([genome, np.zeros(space.dim)]), names)
+    np.testing.assert_allclose(matrix, expected, rtol=1e-12, atol=0)
+    for row, g in zip(expected, (genome, np.zeros(space.dim))):
+        ratios = costs.ratios(g)
+        np.testing.assert_allclose([ratios[n] for n in names], row, rtol=1e-12, atol=0)
+    # any subset and order of the names gives those columns
+    np.testing.assert_allclose(costs.ratio_matrix(genome[None, :], ("macs", "params")), expected[:1, [2, 0]],
+                               rtol=1e-12, atol=0)

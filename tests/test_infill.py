@@ -103,3 +103,36 @@ def test_lazy_ehvi_makes_the_exhaustive_choice_scoring_few_conditioned_rows():
     assert np.array_equal(lazy, exhaustive)
     assert counting.conditioned_rows < 3 * 60 / 2  # the exhaustive choice scores 59 + 58 + 57 conditioned rows
     assert counting.X_pending is None  # left as found
+
+
+def test_the_botorch_objective_turns_log_scale_samples_back_and_keeps_the_cheap_ones_exact():
+    import torch
+
+    from surrogate_emo.infill import botorch_objective
+
+    def cheap(X):  # two exact objectives of the genome, known by hand
+        return np.column_stack([X[:, 0] * 0.5, 1.0 - X[:, 1]])
+
+    X = torch.tensor([[[0.2, 0.4]], [[0.6, 0.1]], [[1.0, 0.0]]], dtype=torch.float64)  # batch 3 x q 1 x d 2
+    samples = torch.log(torch.tensor([0.05, 0.2, 0.9], dtype=torch.float64)).reshape(1, 3, 1, 1).expand(4, 3, 1, 1)
+    log_context = InfillContext(surrogate=Oracle(), X=np.zeros((0, 2)), F=np.zeros((0, 3)), n_expensive=1,
+                                cheap=cheap, ref_point=np.ones(3), seed=0, log_scale=True)
+    out = botorch_objective(log_context)(samples, X)
+    assert out.shape == (4, 3, 1, 3)
+    # expensive column: the error rates the samples stand for, negated (BoTorch maximises)
+    expected_error = -torch.tensor([0.05, 0.2, 0.9], dtype=torch.float64).reshape(1, 3, 1).expand(4, 3, 1)
+    torch.testing.assert_close(out[..., 0], expected_error, rtol=1e-12, atol=0)
+    # cheap columns: exactly the cheap objectives of X, negated, for every sample
+    expected_cheap = -torch.tensor([[0.1, 0.6], [0.3, 0.9], [0.5, 1.0]], dtype=torch.float64)
+    for sample in out:
+        assert torch.equal(sample[:, 0, 1:], expected_cheap)
+    # on the linear scale the samples are the objectives themselves
+    linear_context = InfillContext(surrogate=Oracle(), X=np.zeros((0, 2)), F=np.zeros((0, 3)), n_expensive=1,
+                                   cheap=cheap, ref_point=np.ones(3), seed=0, log_scale=False)
+    assert torch.equal(botorch_objective(linear_context)(samples, X)[..., 0], -samples[..., 0])
+    # every objective expensive (no cheap ones): all columns turned back
+    both = torch.log(torch.tensor([[0.3, 0.7]], dtype=torch.float64)).reshape(1, 1, 1, 2)
+    all_expensive = InfillContext(surrogate=Oracle(), X=np.zeros((0, 2)), F=np.zeros((0, 2)), n_expensive=2,
+                                  cheap=None, ref_point=np.ones(2), seed=0, log_scale=True)
+    torch.testing.assert_close(botorch_objective(all_expensive)(both, X[:1]),
+                               -torch.tensor([0.3, 0.7], dtype=torch.float64).reshape(1, 1, 1, 2), rtol=1e-12, atol=0)

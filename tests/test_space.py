@@ -154,3 +154,20 @@ def test_empty_space_and_bad_decades_are_config_errors():
         CompressionSpace([])
     with pytest.raises(ConfigError, match="decades"):
         CompressionSpace([LayerSpec("fc", "linear", 2, 2, False)], decades=0)
+
+
+def _exact_gene(kept: int, of: int, decades: float = 3.0) -> float:
+    """The gene whose documented keep fraction ``(10**(D g) - 1) / (10**D - 1)`` is exactly ``kept / of``."""
+    return float(np.log10(1.0 + kept / of * (10.0**decades - 1.0)) / decades)
+
+
+def test_every_exact_rank_and_entry_count_of_a_100x100_layer_decodes_to_itself():
+    space = CompressionSpace.from_model(nn.Linear(100, 100), (100,))
+    ranks = list(range(101))
+    entries = [0, 1, 7, 10, 99, 100, 250, 1000, 1234, 4700, 5000, 9000, 9999, 10_000]
+    X = np.array([[_exact_gene(r, 100), _exact_gene(entries[r % len(entries)], 10_000)] for r in ranks])
+    decoded_ranks, decoded_nnz = space.decode_matrix(X)
+    assert decoded_ranks[:, 0].tolist() == ranks
+    assert decoded_nnz[:, 0].tolist() == [entries[r % len(entries)] for r in ranks]
+    # the one-genome path agrees
+    assert space.decode([_exact_gene(47, 100), _exact_gene(4700, 10_000)]) == [LayerSetting(rank=47, nnz=4700)]
