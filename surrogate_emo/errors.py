@@ -27,5 +27,13 @@ class StudyMismatchError(SurrogateEMOError, ValueError):
     """A study on disk was written by a different configuration than the one resuming it."""
 
 
+class StudyError(SurrogateEMOError, ValueError):
+    """A study file exists but is not a readable SQLite study (garbage bytes, truncated); it is left untouched."""
+
+
+class OutputError(SurrogateEMOError, OSError):
+    """An output location (run folder, study, cache) cannot be written."""
+
+
 class SurrogateEMOWarning(UserWarning):
     """Soft problems: something was skipped or adjusted, the run goes on."""
