@@ -116,3 +116,22 @@ def test_warm_started_front_models_are_rebuilt_exactly_without_the_cache(tmp_pat
     again = run(config)
     assert again.summary["evaluated_now"] == 0
     assert again.summary["front_val_errors_reproduced"]
+
+
+def test_the_nearest_cached_model_that_holds_the_structure_is_the_warm_source(setup, tmp_path):
+    cache = ModelCache(tmp_path)
+    evaluator = Evaluator(setup.base, setup.data, setup.evaluator.cost_model, steps=2, cache=cache)
+    candidate = np.full(setup.space.dim, 0.5)
+    # every one of these keeps more in every layer than the candidate; distances 0.3, 0.1 and 0.2 per gene
+    holders = {"seed 10": candidate + 0.3, "seed 11": candidate + 0.1, "seed 12": candidate + 0.2}
+    # nearer still (0.05 off in one gene) but keeping fewer first-layer entries: it cannot hold the candidate
+    lacking = candidate.copy()
+    lacking[1] -= 0.05
+    assert setup.space.decode(lacking)[0].nnz < setup.space.decode(candidate)[0].nnz
+    for label, genome in [*holders.items(), ("seed 13", lacking)]:
+        cache.put(genome, evaluator.structure(genome).state_dict(), label=label)
+    _, label = evaluator.warm_source(candidate)
+    assert label == "seed 11"
+    _, label = evaluator.warm_source(candidate, [(g, l) for l, g in holders.items() if l != "seed 11"])
+    assert label == "seed 12"
+    assert evaluator(candidate, seed=5).source == "cache:seed 11"

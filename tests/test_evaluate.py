@@ -87,3 +87,12 @@ def test_warm_started_runs_give_the_same_archive_whatever_n_jobs(tmp_path):
     assert [e.source for e in parallel.evaluations] == sources
     assert [e.error for e in parallel.evaluations] == [e.error for e in sequential.evaluations]
     assert set(sources[:12]) == {"base"}  # nothing warm-starts from a batch-mate (here two would, if allowed)
+
+
+@pytest.mark.parametrize("fraction, warm_steps", [(0.25, 2), (0.5, 4)])
+def test_warm_fraction_sets_the_steps_of_a_warm_started_evaluation(tmp_path, fraction, warm_steps):
+    setup = prepare(tiny_config(tmp_path, warm_start=True, warm_fraction=fraction, finetune_steps=8))
+    cold = setup.evaluator(np.full(setup.space.dim, 0.8), seed=0)  # cached; holds the structure below
+    assert cold.source == "base" and cold.steps == 8
+    warm = setup.evaluator(np.full(setup.space.dim, 0.6), seed=1)
+    assert warm.source.startswith("cache:") and warm.steps == warm_steps

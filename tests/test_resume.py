@@ -153,3 +153,17 @@ def test_warm_started_run_interrupted_mid_batch_resumes_to_the_same_archive(tmp_
     assert resumed.summary["evaluated_now"] == 10
     assert [e.source for e in resumed.evaluations] == [e.source for e in reference.evaluations]
     assert [e.error for e in resumed.evaluations] == [e.error for e in reference.evaluations]
+
+
+def test_a_stored_genome_that_differs_from_the_replayed_one_stops_the_resume(tmp_path):
+    import json
+
+    config = tiny_config(tmp_path, budget=6, pop_size=6, final_test=False)
+    run(config)
+    database = tmp_path / "results" / "tiny" / "study.sqlite"
+    with sqlite3.connect(database) as db:
+        genome = json.loads(db.execute("SELECT genome FROM evaluations WHERE trial = 3").fetchone()[0])
+        genome[1] += 1e-3 if genome[1] < 0.5 else -1e-3  # a real difference, far beyond float noise
+        db.execute("UPDATE evaluations SET genome = ? WHERE trial = 3", (json.dumps(genome),))
+    with pytest.raises(StudyMismatchError, match=r"\btrial 3\b"):
+        run(config)
