@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import json
+import re
 import tomllib
 import types
 import typing
@@ -13,7 +16,8 @@ from pathlib import Path
 from surrogate_emo.errors import ConfigError
 
 # Fields that may change when a run is resumed: they do not change what any trial computes.
-RESUMABLE_FIELDS = ("budget", "time_limit", "progress", "output_dir", "final_test", "n_jobs")
+# Output locations (output_dir, study, cache_dir) are among them.
+RESUMABLE_FIELDS = ("budget", "time_limit", "progress", "output_dir", "final_test", "n_jobs", "cache_dir", "study")
 
 # Fields a built-in search never reads: a resumed run may differ in them (a default changed since it started).
 _LOOP_ONLY = ("surrogate", "infill", "error_scale", "q", "n_init", "pool_size", "pool_generations")
@@ -21,10 +25,28 @@ UNUSED_FIELDS = {"nsga2": _LOOP_ONLY, "random": _LOOP_ONLY, "surrogate": ("pop_s
                  "botorch": ("pop_size", "surrogate", "infill", "pool_size", "pool_generations")}
 
 
-def _opt(default, help: str):
+# The headings of ``surrogate-emo run --help``, in order; a field without a group is listed under "other".
+DATA, COMPRESSION, SEARCH, LOOP, FINETUNE, OUTPUTS, RUNNING = (
+    "data and model", "compression", "search", "surrogate loop", "fine-tuning", "outputs", "running")
+GROUPS = (DATA, COMPRESSION, SEARCH, LOOP, FINETUNE, OUTPUTS, RUNNING)
+
+
+def _opt(default, help: str, group: str | None = None, choices: tuple[str, ...] | None = None,
+         names: tuple[str, ...] | None = None, shown: str | None = None):
+    """A `RunConfig` field with its command-line help.
+
+    Args:
+        default: the value when neither the config file nor the command line gives one.
+        help: one line, no default in it (``--help`` adds it once).
+        group: the ``--help`` heading it is listed under (one of `GROUPS`).
+        choices: the only accepted values (of each item, for a list).
+        names: built-in names of a field that also takes ``package.module:Name``.
+        shown: how ``--help`` shows the default when the value alone does not say it (None: "unset").
+    """
+    metadata = {"help": help, "group": group, "choices": choices, "names": names, "shown": shown}
     if isinstance(default, list):  # a fresh list per instance: no shared mutable default
-        return field(default_factory=lambda: list(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -36,46 +58,87 @@ class RunConfig:
         'nsga2'
     """
 
-    name: str = _opt("quickstart", "run name: outputs go to <output_dir>/<name>/ and the study keys runs by it")
-    dataset: str = _opt("digits", "data set: digits (bundled), fashion-mnist (Debian package), idx (--data-dir)")
-    data_dir: str | None = _opt(None, "folder of MNIST-format IDX files (MNIST, Fashion-MNIST, KMNIST)")
-    data_seed: int = _opt(0, "seed of the fixed train/validation/test split")
-    model: str = _opt("mlp", "model: mlp, lenet-300-100, lenet-5, or package.module:factory(input_shape, n_classes)")
-    layers: list[str] | None = _opt(None, "names of the layers to compress (default: every Linear and Conv2d)")
-    decades: float = _opt(3.0, "decades spanned by the log-scale keep fraction of each gene")
-    objectives: list[str] = _opt(["params"], "cheap objectives beside the error: params, bytes, macs")
-    search: str = _opt("nsga2", "search: nsga2 (full evaluation), random, surrogate, botorch (qLogNEHVI peer), or package.module:Class")
-    budget: int = _opt(300, "true evaluations (fine-tunings) the search may spend")
-    time_limit: float | None = _opt(None, "wall-clock seconds after which no new batch is started (default: none)")
-    pop_size: int = _opt(30, "NSGA-II population size; batch size of random search")
-    surrogate: str = _opt("gp", "surrogate of the error: gp, rf, or package.module:SurrogateClass")
-    infill: str = _opt("ehvi-lazy", "infill criterion: ehvi-lazy, ehvi, ehvi-bands, parego, mean, random, or package.module:Class")
-    error_scale: str = _opt("log", "scale on which the surrogate models the error: log or linear")
-    q: int = _opt(4, "infill candidates truly evaluated per surrogate iteration")
-    n_init: int = _opt(20, "Latin-hypercube initial design of the surrogate loop (true evaluations)")
-    pool_size: int = _opt(100, "NSGA-II population evolved on the surrogate's predictions (the candidate pool)")
-    pool_generations: int = _opt(25, "NSGA-II generations on the surrogate per iteration")
-    warm_start: bool = _opt(True, "cache fine-tuned models and warm-start new candidates from the nearest one")
-    warm_fraction: float = _opt(0.5, "fraction of the fine-tuning steps a warm-started candidate gets")
-    model_cache_mb: int = _opt(512, "size bound of the model cache (least recently used evicted first)")
-    n_jobs: int = _opt(1, "true evaluations run in parallel through joblib (-1: all cores)")
-    seed: int = _opt(0, "seed of the search, the base model and every fine-tune")
-    threads: int = _opt(1, "torch threads per evaluation; results are reproducible only for the same count")
-    base_epochs: float = _opt(30.0, "epochs of dense training of the base model (trained once, then cached)")
-    finetune_epochs: float = _opt(3.0, "fine-tuning epochs per true evaluation")
-    finetune_steps: int | None = _opt(None, "fine-tuning minibatch steps per evaluation (overrides finetune_epochs)")
-    final_finetune_epochs: float = _opt(0.0, "extra fine-tuning epochs for front models before the test re-score")
-    lr: float = _opt(1e-3, "Adam learning rate of the dense base model's training")
-    finetune_lr: float | None = _opt(None, "Adam learning rate of each fine-tune (default: lr)")
-    batch_size: int = _opt(128, "minibatch size")
-    output_dir: str = _opt("results", "folder that receives <name>/")
-    study: str | None = _opt(None, "SQLite study file (default: <output_dir>/<name>/study.sqlite)")
-    cache_dir: str = _opt("~/.cache/surrogate_emo", "where trained base models are kept, by config hash")
-    progress: bool = _opt(True, "show a progress bar")
-    final_test: bool = _opt(True, "re-score the final front on the test split")
+    name: str | None = _opt(None, "run name: outputs go to <output_dir>/<name>/ and the study keys runs by it",
+                            OUTPUTS, shown="quickstart for the default settings, else <dataset>-<model>-<search>-"
+                                           "<hash of the settings>")
+    dataset: str = _opt("digits", "data set: digits (bundled), fashion-mnist (Debian package), idx (--data-dir)",
+                        DATA, choices=("digits", "fashion-mnist", "idx"))
+    data_dir: str | None = _opt(None, "folder of MNIST-format IDX files (MNIST, Fashion-MNIST, KMNIST)", DATA)
+    data_seed: int = _opt(0, "seed of the fixed train/validation/test split", DATA)
+    model: str = _opt("mlp", "model: a built-in network, or package.module:factory(input_shape, n_classes)",
+                    DATA, names=("mlp", "lenet-300-100", "lenet-5"))
+    layers: list[str] | None = _opt(None, "names of the layers to compress", COMPRESSION,
+                                     shown="every Linear and Conv2d")
+    decades: float = _opt(3.0, "decades spanned by the log-scale keep fraction of each gene", COMPRESSION)
+    objectives: list[str] = _opt(["params"], "cheap objectives beside the error (exact counts of the compressed model)",
+                                 COMPRESSION, choices=("params", "bytes", "macs"))
+    search: str = _opt("nsga2", "search: nsga2 (full evaluation), random, surrogate (the surrogate loop), botorch "
+                                "(qLogNEHVI peer), or package.module:Class", SEARCH,
+                       names=("nsga2", "random", "surrogate", "botorch"))
+    budget: int = _opt(300, "true evaluations (fine-tunings) the search may spend", SEARCH)
+    time_limit: float | None = _opt(None, "wall-clock seconds after which no new batch is started", RUNNING,
+                                    shown="no limit")
+    pop_size: int = _opt(30, "NSGA-II population size; batch size of random search", SEARCH)
+    surrogate: str = _opt("gp", "surrogate of the error: gp, rf (random forest), or package.module:SurrogateClass",
+                        LOOP, names=("gp", "rf"))
+    infill: str = _opt("ehvi-lazy", "infill criterion, or package.module:Class", LOOP,
+                     names=("ehvi-lazy", "ehvi", "ehvi-bands", "parego", "mean", "random"))
+    error_scale: str = _opt("log", "scale on which the surrogate models the error", LOOP, choices=("log", "linear"))
+    q: int = _opt(4, "infill candidates truly evaluated per surrogate iteration", LOOP)
+    n_init: int = _opt(20, "Latin-hypercube initial design of the surrogate loop (true evaluations)", LOOP)
+    pool_size: int = _opt(100, "NSGA-II population evolved on the surrogate's predictions (the candidate pool)",
+                          LOOP)
+    pool_generations: int = _opt(25, "NSGA-II generations on the surrogate per iteration", LOOP)
+    warm_start: bool = _opt(True, "cache fine-tuned models and warm-start new candidates from the nearest one",
+                             FINETUNE)
+    warm_fraction: float = _opt(0.5, "fraction of the fine-tuning steps a warm-started candidate gets", FINETUNE)
+    model_cache_mb: int = _opt(512, "size bound of the model cache (least recently used evicted first)", FINETUNE)
+    n_jobs: int = _opt(1, "true evaluations run in parallel through joblib (-1: all cores)", RUNNING)
+    seed: int = _opt(0, "seed of the search, the base model and every fine-tune", RUNNING)
+    threads: int = _opt(1, "torch threads per evaluation; results are reproducible only for the same count",
+                       RUNNING)
+    base_epochs: float = _opt(30.0, "epochs of dense training of the base model (trained once, then cached)", DATA)
+    finetune_epochs: float = _opt(3.0, "fine-tuning epochs per true evaluation", FINETUNE)
+    finetune_steps: int | None = _opt(None, "fine-tuning minibatch steps per evaluation (overrides finetune_epochs)",
+                                      FINETUNE)
+    final_finetune_epochs: float = _opt(0.0, "extra fine-tuning epochs for front models before the test re-score",
+                                        FINETUNE)
+    lr: float = _opt(1e-3, "Adam learning rate of the dense base model's training", DATA)
+    finetune_lr: float | None = _opt(None, "Adam learning rate of each fine-tune", FINETUNE, shown="--lr")
+    batch_size: int = _opt(128, "minibatch size of the base model's training and of every fine-tune", DATA)
+    output_dir: str = _opt("runs", "folder that receives <name>/ (the committed studies are under results/)",
+                           OUTPUTS)
+    study: str | None = _opt(None, "SQLite study file", OUTPUTS, shown="<output_dir>/<name>/study.sqlite")
+    cache_dir: str = _opt("~/.cache/surrogate_emo", "where trained base models are kept, by config hash", OUTPUTS)
+    progress: bool = _opt(True, "show progress on stderr: data, base model, true evaluations", RUNNING)
+    final_test: bool = _opt(True, "re-score the final front on the test split", OUTPUTS)
 
     def __post_init__(self) -> None:
         self.validate()
+        if self.name is None:
+            self.name = self.default_name()
+
+    def identity(self) -> dict:
+        """The fields that define what the trials compute: all but the run name and the `RESUMABLE_FIELDS`."""
+        return {key: value for key, value in self.to_dict().items() if key not in RESUMABLE_FIELDS and key != "name"}
+
+    def default_name(self) -> str:
+        """``quickstart`` when every field of `identity` has its default, else
+        ``<dataset>-<model>-<search>-<first 8 hex of the SHA-256 of the identity>``: each distinct configuration
+        gets a folder of its own, and rerunning the same command resumes it.
+
+        Example:
+            >>> RunConfig().name, RunConfig(budget=10, output_dir="elsewhere").name
+            ('quickstart', 'quickstart')
+            >>> RunConfig(pop_size=20).name[:-8]
+            'digits-mlp-nsga2-'
+        """
+        identity = self.identity()
+        if identity == RunConfig(name="quickstart").identity():
+            return "quickstart"
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        readable = re.sub(r"[^A-Za-z0-9_.]+", "-", f"{self.dataset}-{self.model}-{self.search}").strip("-")
+        return f"{readable}-{digest}"
 
     def validate(self) -> None:
         checks = [
@@ -99,7 +162,8 @@ class RunConfig:
             ("finetune_lr", self.finetune_lr is None or self.finetune_lr > 0, "a positive number or unset"),
             ("batch_size", self.batch_size >= 1, "an integer >= 1"),
             ("decades", self.decades > 0, "a positive number"),
-            ("name", bool(self.name) and "/" not in self.name, "a non-empty name without '/'"),
+            ("name", self.name is None or (bool(self.name) and "/" not in self.name),
+             "a non-empty name without '/' or unset"),
         ]
         for key, ok, expected in checks:
             if not ok:
@@ -161,7 +225,10 @@ def load_config_file(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path} must be a UTF-8 text file, got undecodable bytes ({error.reason})") from error
     try:
         if path.suffix == ".toml":
             values = tomllib.loads(text)
@@ -170,7 +237,10 @@ def load_config_file(path: str | Path) -> dict:
                 import yaml
             except ImportError as error:
                 raise ConfigError("YAML config files need PyYAML: pip install 'surrogate-emo[yaml]'") from error
-            values = yaml.safe_load(text) or {}
+            try:
+                values = yaml.safe_load(text) or {}
+            except yaml.YAMLError as error:  # not a ValueError
+                raise ConfigError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from error
         else:
             raise ConfigError(f"config file must end in .toml, .yaml or .yml, got {path.name!r}")
     except (tomllib.TOMLDecodeError, ValueError) as error:
@@ -182,16 +252,43 @@ def load_config_file(path: str | Path) -> dict:
     return {key.replace("-", "_"): value for key, value in values.items()}
 
 
+def shown_default(item: dataclasses.Field) -> str:
+    """How ``--help`` shows a field's default: ``300``, ``0.001``, ``params``, ``on``, ``unset``."""
+    default = item.default_factory() if item.default is dataclasses.MISSING else item.default
+    if item.metadata.get("shown"):
+        return item.metadata["shown"]
+    if default is None:
+        return "unset"
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    if isinstance(default, list):
+        return " ".join(map(str, default))
+    if isinstance(default, float):
+        return f"{default:g}"
+    return str(default)
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One ``--option`` per `RunConfig` field, default unset so the config file's value stands unless given."""
+    """One ``--option`` per `RunConfig` field, default unset so the config file's value stands unless given.
+
+    Options are listed under the headings of `GROUPS`, in that order (a field without a group under "other");
+    each help line ends with its default, once.
+    """
     hints = _field_types()
-    for item in dataclasses.fields(RunConfig):
+    fields = dataclasses.fields(RunConfig)
+    titles = [*GROUPS, "other"]
+    used = {item.metadata.get("group") if item.metadata.get("group") in GROUPS else "other" for item in fields}
+    groups = {title: parser.add_argument_group(title) for title in titles if title in used}
+    for item in fields:
+        group = groups[item.metadata.get("group") if item.metadata.get("group") in GROUPS else "other"]
         flag = "--" + item.name.replace("_", "-")
         scalar, is_list = _base_type(hints[item.name])
-        default = item.default_factory() if item.default is dataclasses.MISSING else item.default
-        help_text = f"{item.metadata['help']} (default: {default})"
+        help_text = f"{item.metadata.get('help', '')} (default: {shown_default(item)})".replace("%", "%%")
         if scalar is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        else:
-            parser.add_argument(flag, type=scalar, nargs="+" if is_list else None, default=None, help=help_text,
-                                metavar=item.name.upper())
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            continue
+        choices, names = item.metadata.get("choices"), item.metadata.get("names")
+        metavar = (None if choices else "{%s}" % ",".join(names) if names else
+                   {int: "N", float: "X"}.get(scalar, item.name.upper()))
+        group.add_argument(flag, type=scalar, nargs="+" if is_list else None, default=None, help=help_text,
+                           choices=choices, metavar=metavar)
