@@ -5,26 +5,78 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from importlib.metadata import PackageNotFoundError, version
 
 from surrogate_emo.config import add_config_arguments, config_from_dict, load_config_file
 from surrogate_emo.errors import SurrogateEMOError
 
 
+EXPERIMENT_DESCRIPTION = """\
+Run every method x seed (x problem) of an experiment file, skipping finished runs and
+resuming interrupted ones, then write tables and plots under <output_dir>/<name>/.
+
+The experiment file (TOML or YAML) has these keys:
+  name        the experiment's name: its runs and report go under <output_dir>/<name>/
+  seeds       the seeds every method runs, e.g. [0, 1, 2]
+  methods     one table per method, [methods.<method>]: run options (see surrogate-emo
+              run --help; underscores or dashes) over [base]; a method may set its own seeds
+  base        run options shared by every method
+  problems    synthetic problems (zdt1, zdt2, zdt3, dtlz2; every objective expensive);
+              leave out for the compression problem that [base] describes
+  baselines   methods every other method is rank-sum tested against
+  jobs        runs at a time (default 1; --jobs overrides it)
+  quality     a table: one seed's fronts re-scored on test beside global magnitude
+              pruning (methods, seed, final_finetune_epochs, min_compression, max_models)
+  also: description (free text), output_dir (the folder that receives <name>/)
+
+Example:
+  name = "mine"
+  seeds = [0, 1, 2]
+  problems = ["zdt1"]
+  baselines = ["nsga2"]
+  [base]
+  budget = 100
+  [methods.surrogate_gp]
+  search = "surrogate"
+  [methods.nsga2]
+  search = "nsga2"
+  pop_size = 20
+
+More in README.md, section "Experiments".
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line: the problem and where to read more."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _version() -> str:
+    try:
+        return version("surrogate-emo")
+    except PackageNotFoundError:  # imported from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="surrogate-emo", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="surrogate-emo", description="Surrogate-assisted evolutionary multi-objective compression "
+                     "of neural networks: compression searches, and experiments of many of them.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,experiment}")
     run = commands.add_parser(
-        "run", help="run or resume a compression search",
+        "run", help="run or resume a compression search", usage="%(prog)s [--config FILE] [--option VALUE ...]",
         description="Run (or resume, with the same command) a compression search. With no option: the quickstart "
-                    "on the bundled digits. Options override the config file's keys one to one.")
-    run.add_argument("--config", help="TOML or YAML file whose keys are the options below (underscores or dashes)")
+                    "on the bundled digits. Each option is also a key of the config file (underscores or dashes); "
+                    "options given here override the file.")
+    run.add_argument("--config", metavar="FILE", help="TOML or YAML file whose keys are the options below")
     add_config_arguments(run)
     experiment = commands.add_parser(
         "experiment", help="run or resume every method x seed of an experiment file, then write its report",
-        description="Run every method x seed (x problem) of an experiment file, skipping finished runs and "
-                    "resuming interrupted ones, then write tables and plots under <output_dir>/<name>/.")
+        description=EXPERIMENT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     experiment.add_argument("file", help="experiment file (TOML or YAML), e.g. experiments/synthetic.toml")
-    experiment.add_argument("--jobs", type=int, help="runs at a time (default: the file's jobs, else 1)")
+    experiment.add_argument("--jobs", type=int, metavar="N", help="runs at a time (default: the file's jobs, else 1)")
     experiment.add_argument("--report-only", action="store_true", help="write the report from the studies as they are")
     experiment.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return parser

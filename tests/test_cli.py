@@ -61,7 +61,6 @@ def test_a_run_where_every_fine_tune_diverges_still_finishes(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--dataset", "cifar"], "unknown data set 'cifar'; expected one of digits, fashion-mnist, idx"),
     (["--model", "resnet"], "unknown model 'resnet'; known: lenet-300-100, lenet-5, mlp"),
     (["--search", "cmaes"], "unknown search 'cmaes'; known: botorch, nsga2, random, surrogate"),
     (["--model", "lenet-5"], "lenet-5 needs inputs of at least 16x16 pixels (28x28 intended), got 8x8"),
@@ -132,3 +131,58 @@ def test_rerunning_a_finished_run_says_it_was_resumed(finished_run, capsys):
                  str(run_dir.parent.parent / "cache"), *TINY])
     assert code == 0
     assert "resumed: 10 evaluations came from the study" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, option", [(["--dataset", "cifar"], "--dataset"),
+                                          (["--objectives", "params", "flops"], "--objectives"),
+                                          (["--error-scale", "sqrt"], "--error-scale")])
+def test_enumerated_options_are_choices_refused_in_one_line(capsys, argv, option):
+    from surrogate_emo.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit:
+        build_parser().parse_args(["run", *argv])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2
+    assert err.count("\n") == 1 and err.startswith(f"surrogate-emo run: error: argument {option}: invalid choice")
+
+
+def _help(capsys, *argv) -> str:
+    from surrogate_emo.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit:
+        build_parser().parse_args([*argv, "--help"])
+    assert exit.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_run_help_shows_groups_in_order_and_each_default_once(capsys):
+    import dataclasses
+
+    from surrogate_emo.config import GROUPS, RunConfig
+
+    text = _help(capsys, "run")
+    headings = [line[:-1] for line in text.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert [h for h in headings if h in GROUPS] == list(GROUPS) and "other" not in headings
+    flat = " ".join(text.split())
+    assert "(default: none)" not in flat.lower() and "``" not in flat
+    assert flat.count("(default:") == len(dataclasses.fields(RunConfig))  # once per option, none doubled
+    assert "--dataset {digits,fashion-mnist,idx}" in flat and "(default: 300)" in flat
+    assert "--search {nsga2,random,surrogate,botorch}" in flat and "package.module:Class" in flat
+
+
+def test_top_level_and_experiment_help_are_plain_text_and_the_experiment_keys_are_explained(capsys):
+    from surrogate_emo.experiment import EXPERIMENT_KEYS
+
+    assert "``" not in _help(capsys)
+    text = _help(capsys, "experiment")
+    assert "``" not in text and 'README.md, section "Experiments"' in text
+    assert all(f"  {key} " in text or f" {key} (" in text for key in EXPERIMENT_KEYS), text
+    assert '[methods.nsga2]\n  search = "nsga2"' in text  # the example keeps its lines
+
+
+def test_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit:
+        main(["--version"])
+    assert exit.value.code == 0 and capsys.readouterr().out == f"surrogate-emo {version('surrogate-emo')}\n"

@@ -83,3 +83,34 @@ def test_shipped_experiment_configs_are_valid():
             assert Experiment.from_file(path).runs()
         else:
             config_from_dict(values)
+
+
+def test_every_field_has_a_help_group_and_one_readable_default():
+    from surrogate_emo.config import GROUPS
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    ungrouped = [f.name for f in dataclasses.fields(RunConfig) if f.metadata.get("group") not in GROUPS]
+    assert not ungrouped, f"give these fields a group of {GROUPS}: {ungrouped}"
+    for action in parser._actions:
+        if action.dest != "help":
+            assert action.help.count("default:") == 1 and "(default: None)" not in action.help, action.help
+            assert "``" not in action.help, action.help
+    helps = {action.dest: action.help for action in parser._actions}
+    assert helps["budget"].endswith("(default: 300)") and helps["lr"].endswith("(default: 0.001)")
+    assert helps["data_dir"].endswith("(default: unset)") and helps["objectives"].endswith("(default: params)")
+    assert helps["warm_start"].endswith("(default: on)")
+
+
+def test_enumerated_values_match_what_the_package_accepts():
+    from surrogate_emo.data import DATASETS
+    from surrogate_emo.evaluate import CHEAP_OBJECTIVES
+    from surrogate_emo.infill import INFILLS
+    from surrogate_emo.models import MODELS
+    from surrogate_emo.search import SEARCHES
+    from surrogate_emo.surrogates import SURROGATES
+
+    meta = {f.name: f.metadata for f in dataclasses.fields(RunConfig)}
+    assert meta["dataset"]["choices"] == DATASETS and meta["objectives"]["choices"] == CHEAP_OBJECTIVES
+    for name, registry in (("search", SEARCHES), ("surrogate", SURROGATES), ("infill", INFILLS), ("model", MODELS)):
+        assert set(meta[name]["names"]) == set(registry), name
