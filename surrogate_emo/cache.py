@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from surrogate_emo.errors import SurrogateEMOWarning
+from surrogate_emo.errors import OutputError, SurrogateEMOWarning
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,23 @@ def genome_key(genome: np.ndarray) -> str:
     return hashlib.sha256(np.asarray(genome, dtype=np.float64).tobytes()).hexdigest()[:32]
 
 
+def _connect(path: Path) -> sqlite3.Connection:
+    """An open index with its schema; `OutputError` if it cannot be written, `sqlite3.DatabaseError` if it is
+    not a database."""
+    db = None
+    try:
+        db = sqlite3.connect(path, timeout=60)
+        db.executescript(SCHEMA)
+        db.execute("SELECT COUNT(*) FROM entries").fetchone()
+    except sqlite3.DatabaseError as error:
+        if db is not None:
+            db.close()
+        if isinstance(error, sqlite3.OperationalError) and ("unable to open" in str(error) or "readonly" in str(error)):
+            raise OutputError.writing(path, error) from error
+        raise
+    return db
+
+
 class ModelCache:
     """Fine-tuned models on disk under ``directory``, evicted least-recently-used past ``max_bytes``, except those
     marked with `keep` (a run keeps its current Pareto front, so the final front's models are never lost).
@@ -53,15 +70,30 @@ class ModelCache:
 
     def __init__(self, directory: str | Path, max_bytes: int = 512 * 2**20, evict_on_put: bool = True) -> None:
         self.directory = Path(directory).expanduser()
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OutputError.writing(self.directory, error) from error
         self.max_bytes = max_bytes
         self.evict_on_put = evict_on_put  # False: only `keep` evicts, so new models wait until they are judged
-        self._db = sqlite3.connect(self.directory / "index.sqlite", timeout=60)
-        self._db.executescript(SCHEMA)
+        self._db = self._open_index()
         columns = [row[1] for row in self._db.execute("PRAGMA table_info(entries)")]
         if "kept" not in columns:  # a cache made before entries could be kept
             with self._db:
                 self._db.execute("ALTER TABLE entries ADD COLUMN kept INTEGER NOT NULL DEFAULT 0")
+
+    def _open_index(self) -> sqlite3.Connection:
+        """Connect to ``index.sqlite``; an index that is not a readable database is moved aside to
+        ``index.sqlite.bad`` (with a warning) and the cache starts afresh: a cache is never worth stopping a run."""
+        path = self.directory / "index.sqlite"
+        try:
+            return _connect(path)
+        except sqlite3.DatabaseError as error:  # garbage or truncated bytes: not a database
+            aside = path.with_name(path.name + ".bad")
+            warnings.warn(f"model cache index {path} is unreadable ({error}); moved it to {aside.name} and "
+                          "starting that cache afresh", SurrogateEMOWarning, stacklevel=3)
+            path.replace(aside)
+        return _connect(path)
 
     def __getstate__(self) -> dict:  # a worker process opens its own connection to the index
         return {k: v for k, v in self.__dict__.items() if k != "_db"}
@@ -91,29 +123,42 @@ class ModelCache:
                              (key, json.dumps(np.asarray(genome, dtype=float).tolist()), label,
                               hashlib.sha256(payload).hexdigest(), len(payload), self._tick()))
         if self.evict_on_put:
-            self._evict()
+            self.evict()
 
-    def _evict(self) -> None:
+    def evict(self, protect=()) -> None:
+        """Drop the least recently used entries, neither kept nor among the genomes ``protect``, until the cache
+        holds at most ``max_bytes``. Deterministic: the order is the ``used`` ticks alone."""
+        protected = {genome_key(genome) for genome in protect}
         total = self._db.execute("SELECT COALESCE(SUM(bytes), 0) FROM entries").fetchone()[0]
         for key, size in self._db.execute("SELECT key, bytes FROM entries WHERE kept = 0 ORDER BY used").fetchall():
             if total <= self.max_bytes:
                 break
-            self._drop(key)
-            total -= size
+            if key not in protected:
+                self._drop(key)
+                total -= size
 
     def _drop(self, key: str) -> None:
         with self._db:
             self._db.execute("DELETE FROM entries WHERE key = ?", (key,))
         self._path(key).unlink(missing_ok=True)
 
-    def keep(self, genomes) -> None:
-        """Exempt the models of ``genomes`` (and only those) from eviction, then evict down to ``max_bytes`` (the
-        kept ones may exceed it)."""
+    def keep(self, genomes, evict: bool = True) -> None:
+        """Exempt the models of ``genomes`` (and only those) from eviction, then, with ``evict``, evict down to
+        ``max_bytes`` (the kept ones may exceed it)."""
         keys = [genome_key(genome) for genome in genomes]
         with self._db:
             self._db.execute("UPDATE entries SET kept = 0")
             self._db.executemany("UPDATE entries SET kept = 1 WHERE key = ?", [(key,) for key in keys])
-        self._evict()
+        if evict:
+            self.evict()
+
+    def touch(self, labels) -> None:
+        """Mark the entries labelled ``labels`` as used, in that order (the last is the most recent). Loading does
+        not count as use: whoever owns the cache says what was used, in an order that does not depend on timing,
+        so the least recently used entry, and so eviction, is the same in every run of the same trials."""
+        with self._db:
+            for label in labels:
+                self._db.execute("UPDATE entries SET used = ? WHERE label = ?", (self._tick(), label))
 
     def entries(self) -> list[tuple[np.ndarray, str]]:
         """(genome, label) of every entry."""
@@ -136,8 +181,6 @@ class ModelCache:
             log.warning("skipping corrupt or missing cache entry %s: %s", path, error)
             self._drop(key)
             return None
-        with self._db:
-            self._db.execute("UPDATE entries SET used = ? WHERE key = ?", (self._tick(), key))
         return state
 
     def close(self) -> None:

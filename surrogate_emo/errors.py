@@ -34,6 +34,28 @@ class StudyError(SurrogateEMOError, ValueError):
 class OutputError(SurrogateEMOError, OSError):
     """An output location (run folder, study, cache) cannot be written."""
 
+    @classmethod
+    def writing(cls, path: object, error: BaseException) -> OutputError:
+        """``cannot write to <path>: <reason>`` from the `OSError` (or SQLite error) that said so."""
+        reason = getattr(error, "strerror", None) or str(error)
+        return cls(f"cannot write to {path}: {reason}")
+
+
+class ClusterError(SurrogateEMOError, ConnectionError):
+    """A cluster that was asked for (a dask scheduler) cannot be reached or has no worker."""
+
 
 class SurrogateEMOWarning(UserWarning):
     """Soft problems: something was skipped or adjusted, the run goes on."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C or SIGTERM. Everything it finished is in the study; rerunning resumes it.
+
+    A `KeyboardInterrupt`, so that nothing that catches `Exception` (an experiment going on to its next run)
+    swallows it.
+    """
+
+    def __init__(self, evaluated: int) -> None:
+        super().__init__(f"interrupted after {evaluated} evaluations; rerun the same command to resume")
+        self.evaluated = evaluated

@@ -39,6 +39,8 @@ class Evaluation:
     source: str = "base"
     extra: dict = field(default_factory=dict)
     trial: int | None = None  # set once the evaluation belongs to a run
+    # the fine-tuned weights, on their way from a worker to the model cache; never stored in the study
+    model_state: dict | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -54,6 +56,17 @@ def objective_vector(evaluation: Evaluation, cheap: tuple[str, ...] | list[str])
     """`[error, *ratios]` as float64, minimized; a failed evaluation gets the worst error, `FAILED_ERROR`."""
     error = evaluation.error if evaluation.ok else FAILED_ERROR
     return np.array([error] + [evaluation.ratios[name] for name in cheap], dtype=np.float64)
+
+
+def cache_label(seed: int) -> str:
+    """The cache label of the model an evaluation with ``seed`` fine-tuned."""
+    return f"seed {seed}"
+
+
+def used_labels(evaluation: Evaluation) -> list[str]:
+    """Cache labels an evaluation used, oldest use first: its warm-start source, then its own model."""
+    source = [evaluation.source[len("cache:"):]] if evaluation.source.startswith("cache:") else []
+    return source + ([cache_label(evaluation.seed)] if evaluation.ok else [])
 
 
 def trial_seed(run_seed: int, trial: int) -> int:
@@ -167,29 +180,50 @@ class Evaluator:
             model = memo[link.seed]
         return copy.deepcopy(model)  # the caller may fine-tune it further; the memo's copy stays as evaluated
 
-    def __call__(self, genome, seed: int, warm_sources: list[tuple[np.ndarray, str]] | None = None) -> Evaluation:
-        """Fine-tune and score ``genome``; with a cache, warm-start from the nearest model among ``warm_sources``
-        (cache entries, default: all of them)."""
+    def evaluate(self, genome, seed: int, start: tuple[nn.Module, str] | None = None) -> Evaluation:
+        """Fine-tune ``genome`` from ``start`` (a warm-start model and its cache label, see `warm_source`) or from
+        the dense base model, and score it. Touches no cache, so it runs anywhere (a joblib or dask worker): with
+        a cache configured, the fine-tuned weights come back in ``evaluation.model_state`` for the caller to keep."""
         vector = self.space.validate(genome)
         ratios = self.cost_model.ratios(vector)
         if self.threads is not None:  # also in a joblib worker process, where the parent's setting is not inherited
             torch.set_num_threads(self.threads)
-        start = time.perf_counter()
-        warm = self.warm_source(vector, warm_sources)
-        source, label, steps = (None, "base", self.steps) if warm is None else (warm[0], warm[1], self.warm_steps)
+        began = time.perf_counter()
+        source, steps = (None, self.steps) if start is None else (start[0], self.warm_steps)
+        state = None
         try:
             model, steps = self.finetune(vector, seed, source, steps)
             error, status, reason = error_rate(model, self.data.val), "ok", ""
             if self.cache is not None:
-                self.cache.put(vector, model.state_dict(), label=f"seed {seed}")  # `rebuild` reads the seed back
+                state = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
         except (FineTuneDiverged, RuntimeError) as failure:
             error, status, reason = math.nan, "failed", f"{type(failure).__name__}: {failure}"
-        seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - began
         self.n_evaluations += 1
         self.total_steps += steps
         self.total_seconds += seconds
-        return Evaluation(vector, error, ratios, status, reason, steps, seconds, seed,
-                          source="base" if warm is None else f"cache:{label}")  # label: "seed N" (WARM_PREFIX)
+        evaluation = Evaluation(vector, error, ratios, status, reason, steps, seconds, seed,
+                                source="base" if start is None else f"cache:{start[1]}")  # "seed N" (WARM_PREFIX)
+        evaluation.model_state = state
+        return evaluation
+
+    def keep_model(self, evaluation: Evaluation) -> None:
+        """Put the model ``evaluation`` fine-tuned into the cache (labelled by its seed, which `rebuild` reads
+        back) and drop it from the evaluation."""
+        state, evaluation.model_state = evaluation.model_state, None
+        if self.cache is not None and state is not None:
+            self.cache.put(evaluation.genome, state, label=cache_label(evaluation.seed))
+
+    def __call__(self, genome, seed: int, warm_sources: list[tuple[np.ndarray, str]] | None = None) -> Evaluation:
+        """Fine-tune and score ``genome`` in this process; with a cache, warm-start from the nearest model among
+        ``warm_sources`` (cache entries, default: all of them) and keep the result in the cache."""
+        vector = self.space.validate(genome)
+        start = self.warm_source(vector, warm_sources)
+        evaluation = self.evaluate(vector, seed, start)
+        self.keep_model(evaluation)
+        if self.cache is not None:
+            self.cache.touch(used_labels(evaluation))
+        return evaluation
 
     @property
     def ref_point(self) -> np.ndarray:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from surrogate_emo.errors import StudyMismatchError
+from surrogate_emo.errors import OutputError, StudyError, StudyMismatchError
 from surrogate_emo.evaluate import Evaluation
 
 SCHEMA = """
@@ -59,11 +59,24 @@ class Study:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path)
-        self._db.execute("PRAGMA journal_mode=WAL")  # readers (reports) never block the writing run
-        self._db.executescript(SCHEMA)
+        db = None
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path)
+            db.execute("PRAGMA journal_mode=WAL")  # readers (reports) never block the writing run
+            db.executescript(SCHEMA)
+        except (OSError, sqlite3.DatabaseError) as error:
+            if db is not None:
+                db.close()
+            # a file that is not a database (garbage, truncated) fails here, before anything is written to it
+            if isinstance(error, OSError) or "unable to open" in str(error) or "readonly" in str(error):
+                raise OutputError.writing(self.path, error) from error
+            if isinstance(error, sqlite3.OperationalError):  # locked, busy: not the file's fault
+                raise
+            raise StudyError(f"{self.path} is not a readable SQLite study ({error}); it was left as it is: move "
+                             "it aside, or pass another --study or --output-dir") from error
+        self._db = db
 
     def close(self) -> None:
         self._db.close()
@@ -97,12 +110,15 @@ class Study:
     def info(self, run_id: int) -> dict:
         return json.loads(self._db.execute("SELECT info FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0])
 
-    def mark_pending(self, run_id: int, trials: list[int], genomes: np.ndarray) -> None:
-        """Note the genomes of a batch before it is evaluated, so a resumed run can finish the same batch."""
+    def mark_pending(self, run_id: int, trials: list[int], genomes: np.ndarray, notes: list[dict] | None = None) -> None:
+        """Note the genomes of a batch (and what each was asked with: ``notes``) before it is evaluated, so a
+        resumed run can finish the same batch."""
+        notes = [{} for _ in trials] if notes is None else notes
         with self._db:
             self._db.executemany(
-                "INSERT INTO evaluations VALUES (?, ?, ?, NULL, '{}', 'pending', '', 0, 0.0, 0, '', '{}', ?)",
-                [(run_id, t, json.dumps([float(g) for g in x]), _now()) for t, x in zip(trials, genomes)])
+                "INSERT INTO evaluations VALUES (?, ?, ?, NULL, '{}', 'pending', '', 0, 0.0, 0, '', ?, ?)",
+                [(run_id, t, json.dumps([float(g) for g in x]), json.dumps(note), _now())
+                 for t, x, note in zip(trials, genomes, notes)])
 
     def record(self, run_id: int, trial: int, evaluation: Evaluation) -> None:
         """Write one finished evaluation (replacing its pending row, if any) and commit at once."""

@@ -36,15 +36,28 @@ def test_corrupt_or_missing_entries_are_skipped_and_dropped(tmp_path):
 
 def test_least_recently_used_entries_go_first(tmp_path):
     cache = ModelCache(tmp_path, max_bytes=10**9)
-    cache.put(np.array([0.0]), {"w": torch.ones(1000)})
+    cache.put(np.array([0.0]), {"w": torch.ones(1000)}, label="a")
     size = sum(p.stat().st_size for p in tmp_path.glob("*.pt"))
     cache.max_bytes = 2 * size + 10  # room for two entries, not three
-    cache.put(np.array([1.0]), {"w": torch.ones(1000)})
-    cache.load(np.array([0.0]))  # now 1.0 is the least recently used
-    cache.put(np.array([2.0]), {"w": torch.ones(1000)})
+    cache.put(np.array([1.0]), {"w": torch.ones(1000)}, label="b")
+    cache.load(np.array([1.0]))  # loading is not a use: only `touch` says what was used
+    cache.touch(["a"])  # now b is the least recently used
+    cache.put(np.array([2.0]), {"w": torch.ones(1000)}, label="c")
     kept = sorted(float(g[0]) for g, _ in cache.entries())
     assert kept == [0.0, 2.0]
     assert len(list(tmp_path.glob("*.pt"))) == 2
+
+
+def test_eviction_spares_protected_genomes_and_can_wait(tmp_path):
+    cache = ModelCache(tmp_path, max_bytes=10**9, evict_on_put=False)
+    for i in range(3):
+        cache.put(np.array([float(i)]), {"w": torch.ones(1000)}, label=str(i))
+    size = max(p.stat().st_size for p in tmp_path.glob("*.pt"))
+    cache.max_bytes = size + 10  # room for one
+    cache.keep([np.array([2.0])], evict=False)
+    assert len(cache.entries()) == 3  # marking the front does not evict by itself
+    cache.evict(protect=[np.array([0.0])])
+    assert sorted(float(g[0]) for g, _ in cache.entries()) == [0.0, 2.0]  # kept and protected both stay
 
 
 @pytest.fixture(scope="module")

@@ -27,22 +27,22 @@ def test_interrupted_run_resumes_and_matches_an_uninterrupted_one(tmp_path, monk
     config = tiny_config(tmp_path, budget=14, pop_size=6)
     reference = run(tiny_config(tmp_path, name="reference", budget=14, pop_size=6))
 
-    original_call = Evaluator.__call__
+    original_call = Evaluator.evaluate
     calls = {"n": 0}
 
-    def interrupted(self, genome, seed):
+    def interrupted(self, genome, seed, start=None):
         if calls["n"] == 8:
             raise KeyboardInterrupt
         calls["n"] += 1
-        return original_call(self, genome, seed)
+        return original_call(self, genome, seed, start)
 
-    monkeypatch.setattr(Evaluator, "__call__", interrupted)
+    monkeypatch.setattr(Evaluator, "evaluate", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run(config)
     assert len(_stored(tmp_path / "results")) == 8
     with sqlite3.connect(tmp_path / "results" / "tiny" / "study.sqlite") as db:  # the rest of the batch was noted
         assert db.execute("SELECT trial FROM evaluations WHERE status = 'pending'").fetchall() == [(8,), (9,), (10,), (11,)]
-    monkeypatch.setattr(Evaluator, "__call__", original_call)
+    monkeypatch.setattr(Evaluator, "evaluate", original_call)
 
     resumed = run(config)
     assert resumed.summary["replayed_from_study"] == 8
@@ -104,19 +104,19 @@ def test_surrogate_run_interrupted_mid_batch_resumes_to_the_same_archive(tmp_pat
     options = dict(search="surrogate", surrogate="rf", n_init=4, q=3, budget=13, pool_size=20, pool_generations=3,
                    final_test=False)
     reference = run(tiny_config(tmp_path, name="reference", **options))
-    original_call = Evaluator.__call__
+    original_call = Evaluator.evaluate
     calls = {"n": 0}
 
-    def interrupted(self, genome, seed):
+    def interrupted(self, genome, seed, start=None):
         if calls["n"] == 8:  # trials 0-3 design, 4-6 first batch, 7 done; killed during trial 8 of batch 7-9
             raise KeyboardInterrupt
         calls["n"] += 1
-        return original_call(self, genome, seed)
+        return original_call(self, genome, seed, start)
 
-    monkeypatch.setattr(Evaluator, "__call__", interrupted)
+    monkeypatch.setattr(Evaluator, "evaluate", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run(tiny_config(tmp_path, **options))
-    monkeypatch.setattr(Evaluator, "__call__", original_call)
+    monkeypatch.setattr(Evaluator, "evaluate", original_call)
     resumed = run(tiny_config(tmp_path, **options))
     assert resumed.summary["replayed_from_study"] == 8 and resumed.summary["evaluated_now"] == 5
     assert [e.trial for e in resumed.evaluations] == list(range(13))
@@ -136,19 +136,19 @@ def test_warm_started_run_interrupted_mid_batch_resumes_to_the_same_archive(tmp_
     options = dict(budget=24, pop_size=6, warm_start=True, final_test=False)
     reference = run(tiny_config(tmp_path, name="reference", **options))
     assert any(e.source.startswith("cache:") for e in reference.evaluations[12:16])  # warm starts in the killed batch
-    original_call = Evaluator.__call__
+    original_call = Evaluator.evaluate
     calls = {"n": 0}
 
-    def interrupted(self, genome, seed, warm_sources=None):
+    def interrupted(self, genome, seed, start=None):
         if calls["n"] == 14:  # batch 12-17: trials 12 and 13 done (and cached), killed during 14
             raise KeyboardInterrupt
         calls["n"] += 1
-        return original_call(self, genome, seed, warm_sources)
+        return original_call(self, genome, seed, start)
 
-    monkeypatch.setattr(Evaluator, "__call__", interrupted)
+    monkeypatch.setattr(Evaluator, "evaluate", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run(tiny_config(tmp_path, **options))
-    monkeypatch.setattr(Evaluator, "__call__", original_call)
+    monkeypatch.setattr(Evaluator, "evaluate", original_call)
     resumed = run(tiny_config(tmp_path, **options))  # trials 12 and 13 are in the cache now, not at the batch's start
     assert resumed.summary["evaluated_now"] == 10
     assert [e.source for e in resumed.evaluations] == [e.source for e in reference.evaluations]

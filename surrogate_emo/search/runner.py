@@ -9,20 +9,30 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from surrogate_emo.cache import genome_key
-from surrogate_emo.errors import ConfigError, StudyMismatchError
-from surrogate_emo.evaluate import Evaluation, Evaluator, trial_seed
+from surrogate_emo.errors import ConfigError, RunInterrupted, StudyMismatchError
+from surrogate_emo.evaluate import Evaluation, Evaluator, trial_seed, used_labels
 from surrogate_emo.front import hypervolume, pareto_indices
 from surrogate_emo.search.base import Search
 from surrogate_emo.store import Study
+
+
+# A proposed genome within this of the stored one is the same trial computed on another CPU or BLAS (their floats
+# differ in the last bits); the stored genome is kept. Anything farther means the seed, configuration or code changed.
+GENOME_TOLERANCE = 1e-9
 
 
 class TrialRunner:
     """Numbers trials, evaluates or replays them, and stops at ``budget`` true evaluations.
 
     Resume works by replay: the search is rerun from its seed, and each trial already in the study is answered
-    from the study instead of being fine-tuned again. A stored genome that differs from the one proposed means
-    the configuration, seed or code changed, and stops the run with `StudyMismatchError`. A search marked
-    ``stateless`` (its proposals depend only on what it was told) is instead told the whole stored archive at once.
+    from the study instead of being fine-tuned again. A stored genome that differs from the one proposed by more
+    than floating-point noise (`GENOME_TOLERANCE`) means the configuration, seed or code changed, and stops the
+    run with `StudyMismatchError`. A search marked ``stateless`` (its proposals depend only on what it was told)
+    is instead told the stored archive at once, and the batch that was interrupted, if any, is finished as asked.
+
+    With a model cache, warm-start sources are chosen and loaded here, fine-tuned models are put into the cache
+    here, and the cache's use and eviction are recorded in trial order: workers only fine-tune, and the archive
+    is the same whatever ``n_jobs``, the order in which workers finish, and wherever the run was interrupted.
     """
 
     def __init__(self, evaluator: Evaluator, study: Study, run_id: int, seed: int, budget: int,
@@ -35,6 +45,7 @@ class TrialRunner:
         self.history: list[Evaluation] = []  # in trial order; each knows its trial number (gaps are possible)
         self._objectives: list[np.ndarray] = []  # kept beside history, not recomputed at every trial
         self.replayed = 0
+        self.evaluated_now = 0  # true evaluations run in this session (in whichever process)
         self.search_seconds = 0.0
         self.n_jobs, self.time_limit = n_jobs, time_limit
         self.stopped_by = "budget"
@@ -42,6 +53,7 @@ class TrialRunner:
         self._next_trial = 0
         self._progress = progress
         self._failed, self._finetune_seconds = 0, 0.0
+        self._settled = False  # whether this session has brought the cache to its state at a batch's start
 
     @property
     def remaining(self) -> int:
@@ -52,6 +64,8 @@ class TrialRunner:
         return np.array(self._objectives).reshape(-1, len(self.ref_point))
 
     def run(self, search: Search) -> list[Evaluation]:
+        """Run ``search`` to the budget (or time limit). Ctrl-C or SIGTERM (as `KeyboardInterrupt`) raise
+        `RunInterrupted` once the joblib workers are stopped; everything finished is in the study."""
         bar = tqdm(total=self.budget, desc="true evaluations", unit="eval", disable=not self._progress, leave=True)
         started = time.perf_counter()
         try:
@@ -64,72 +78,135 @@ class TrialRunner:
                 start = time.perf_counter()
                 X = np.atleast_2d(search.ask(self.remaining))
                 asked = time.perf_counter() - start
-                # every trial records the optimizer time of the batch that proposed it, for the experiment reports
-                notes = [{**note, "batch_search_seconds": asked, "batch_size": len(X)} for note in search.annotations(X)]
+                # every trial records the optimizer time of the batch that proposed it, for the experiment reports,
+                # and the batch it belongs to, so a resumed run finishes an interrupted batch as it was asked
+                notes = [{**note, "batch_search_seconds": asked, "batch_size": len(X), "batch_first": self._next_trial}
+                         for note in search.annotations(X)]
                 self.search_seconds += asked
-                F = np.array([self.evaluator.objectives(e) for e in self._batch(X, notes, bar)])
+                evaluations = self._batch(X, notes, bar)
                 start = time.perf_counter()
-                search.tell(X, F)
+                # the stored genomes, where a trial was replayed: the archive is the stored one
+                search.tell(np.array([e.genome for e in evaluations]),
+                            np.array([self.evaluator.objectives(e) for e in evaluations]))
                 self.search_seconds += time.perf_counter() - start
+        except KeyboardInterrupt:
+            _stop_workers()
+            raise RunInterrupted(self.evaluated_now) from None
         finally:
             bar.close()
         return self.history
 
     def _restore(self, search: Search, bar) -> None:
-        """A search whose proposals depend only on its archive is told every stored trial at once (no replay);
-        the unfinished rest of an interrupted batch is evaluated and told next, as it would have been."""
+        """Tell a stateless search every stored trial before the interrupted batch at once (no replay), then
+        finish that batch as it was asked: its finished trials from the study, the rest evaluated, told in trial
+        order, with the warm-start sources and cache state of the batch's start."""
         trials = sorted(self._stored)[: self.budget]
-        finished = [t for t in trials if self._stored[t].status != "pending"]
-        for trial in finished:
-            self._append(trial, self._stored[trial], bar)
+        batch = self._interrupted_batch(trials)
+        before = [t for t in trials if t not in set(batch)]
+        for trial in before:
+            self._append(trial, self._stored[trial])
             self.replayed += 1
-        self._keep_front()
-        search.tell(np.array([e.genome for e in self.history]), self.objectives())
-        pending = [t for t in trials if self._stored[t].status == "pending"]
-        if pending:
-            X = np.array([self._stored[t].genome for t in pending])
-            evaluations = self._batch(X, [{} for _ in pending], bar, trials=pending)
+        bar.update(len(before))
+        self._keep_front(evict=False)  # the cache on disk already holds the state after the last whole batch
+        if before:
+            search.tell(np.array([e.genome for e in self.history]), self.objectives())
+        if batch:
+            X = np.array([self._stored[t].genome for t in batch])
+            evaluations = self._batch(X, [self._stored[t].extra for t in batch], bar, trials=batch)
             search.tell(X, np.array([self.evaluator.objectives(e) for e in evaluations]))
         self._next_trial = max(trials) + 1
 
+    def _interrupted_batch(self, trials: list[int]) -> list[int]:
+        """Trials of the batch that was interrupted (finished or not), in trial order; [] when none was."""
+        pending = [t for t in trials if self._stored[t].status == "pending"]
+        if not pending:
+            return []
+        first = self._stored[pending[0]].extra.get("batch_first")
+        if first is None:  # a study written before batches were recorded: the pending trials and those after
+            return [t for t in trials if t >= pending[0]]
+        return [t for t in trials if self._stored[t].extra.get("batch_first") == first]
+
+    def _check_replay(self, trial: int, stored: np.ndarray, proposed: np.ndarray) -> None:
+        """Refuse a stored trial whose genome differs from the proposed one by more than float noise."""
+        proposed = np.asarray(proposed, dtype=np.float64)
+        if stored.shape != proposed.shape:
+            raise StudyMismatchError(
+                f"trial {trial} of run {self.run_id} in {self.study.path} stored a genome of {stored.size} genes, but "
+                f"the search now proposes {proposed.size}: the configuration or code changed since the run started. "
+                "Use another run name to start afresh.")
+        difference = np.abs(stored - proposed)
+        if not difference.max(initial=0.0) <= GENOME_TOLERANCE:  # NaN fails too
+            gene = int(np.nanargmax(difference)) if np.isfinite(difference).any() else 0
+            raise StudyMismatchError(
+                f"trial {trial} of run {self.run_id} in {self.study.path}: the search now proposes a genome that "
+                f"differs from the stored one by up to {float(difference.max()):.3g} (gene {gene}: stored "
+                f"{stored[gene]!r}, proposed {proposed[gene]!r}; floating-point noise is below {GENOME_TOLERANCE:g}): "
+                "the seed, configuration or code changed since the run started. Use another run name to start afresh.")
+
     def _batch(self, X: np.ndarray, notes: list[dict], bar, trials: list[int] | None = None) -> list[Evaluation]:
         """Evaluate (or replay) one batch; new trials run through joblib when ``n_jobs != 1``, each recorded as
-        it finishes."""
+        it finishes. Returns the batch's evaluations in trial order."""
         if trials is None:
             trials = list(range(self._next_trial, self._next_trial + len(X)))
             self._next_trial += len(X)
         results: dict[int, Evaluation] = {}
-        todo = []
+        genomes, todo = [], []
         for trial, genome, note in zip(trials, X, notes):
             stored = self._stored.get(trial)
+            if stored is not None:
+                self._check_replay(trial, stored.genome, genome)
+                genome = stored.genome
+            genomes.append(genome)
             if stored is None or stored.status == "pending":
-                if stored is not None and not np.array_equal(stored.genome, genome):
-                    raise StudyMismatchError(f"trial {trial} of run {self.run_id} was asked with another genome "
-                                             "before the interruption: the seed, configuration or code changed")
-                todo.append((trial, genome, note))
-            elif not np.array_equal(stored.genome, genome):
-                raise StudyMismatchError(
-                    f"trial {trial} of run {self.run_id} in {self.study.path} stored genome {stored.genome.round(4)}, "
-                    f"but the search now proposes {np.round(genome, 4)}: the seed, configuration or code changed "
-                    "since the run started. Use another run name to start afresh.")
+                # an interrupted trial keeps the notes it was asked with (the prediction it was chosen on)
+                todo.append((trial, genome, stored.extra if stored is not None and stored.extra else note))
             else:
                 results[trial] = stored
                 self.replayed += 1
-        fresh = [(t, g) for t, g, _ in todo if t not in self._stored]
+                bar.update(1)
+        fresh = [(t, g, n) for t, g, n in todo if t not in self._stored]
         if fresh:
-            self.study.mark_pending(self.run_id, [t for t, _ in fresh], np.array([g for _, g in fresh]))
-        for trial, evaluation in self._evaluate(todo, X):
-            results[trial] = evaluation
-            self.study.record(self.run_id, trial, evaluation)
+            self.study.mark_pending(self.run_id, [t for t, _, _ in fresh], np.array([g for _, g, _ in fresh]),
+                                    [n for _, _, n in fresh])
+        if todo:
+            self._settle(genomes, bar)
+            for trial, evaluation in self._evaluate(todo, np.array(genomes)):
+                if self._cache is not None:
+                    self.evaluator.keep_model(evaluation)  # before the study: a kill in between redoes the trial
+                results[trial] = evaluation
+                self.study.record(self.run_id, trial, evaluation)
+                self.evaluated_now += 1
+                bar.update(1)
+            if self._cache is not None:  # uses in trial order, not in the order the workers finished
+                self._cache.touch([label for trial in trials for label in used_labels(results[trial])])
         for trial in trials:
-            self._append(trial, results[trial], bar)
-        self._keep_front()
+            self._append(trial, results[trial])
+        if self._progress:
+            bar.set_postfix(self._postfix(), refresh=False)
+        self._keep_front(evict=bool(todo))  # a replayed batch leaves the cache as the run left it
         return [results[trial] for trial in trials]
 
+    def _settle(self, batch: list[np.ndarray], bar) -> None:
+        """Before this session's first true evaluation: restart the progress clock (replayed trials took no
+        time), and finish the eviction of the last whole batch (a kill may have cut it short), sparing the models
+        of this batch's trials finished before the kill."""
+        if self._settled:
+            return
+        self._settled = True
+        if self._progress and bar.n:
+            done = bar.n
+            bar.reset()
+            bar.initial = bar.n = bar.last_print_n = done
+            bar.refresh()
+        if self._cache is not None:
+            self._cache.evict(protect=batch)
+
     def _evaluate(self, todo: list[tuple[int, np.ndarray, dict]], batch: np.ndarray):
-        sources = self._warm_sources(batch)
-        jobs = [(self.evaluator, trial, genome, trial_seed(self.seed, trial), note, sources)
-                for trial, genome, note in todo]
+        entries = self._warm_sources(batch)
+        # warm-start models are chosen and loaded here, in trial order, one job at a time as joblib asks for them
+        jobs = ((self.evaluator, trial, genome, trial_seed(self.seed, trial), note,
+                 None if entries is None else self.evaluator.warm_source(genome, entries))
+                for trial, genome, note in todo)
         if self.n_jobs == 1 or len(todo) < 2:
             return (_evaluate_one(*job) for job in jobs)
         # joblib's backend is the caller's to choose: parallel_config(backend="dask") spreads this over a cluster
@@ -148,30 +225,39 @@ class TrialRunner:
         own = {genome_key(genome) for genome in batch}
         return [(genome, label) for genome, label in self._cache.entries() if genome_key(genome) not in own]
 
-    def _keep_front(self) -> None:
-        """Keep the archive's Pareto front out of the model cache's eviction. A model once dominated stays
-        dominated (the archive only grows), so the final front's models are all still there at the end: the front
-        is re-scored on the very models evaluated, which a warm-started model's genome and seed cannot rebuild."""
+    def _keep_front(self, evict: bool = True) -> None:
+        """Keep the archive's Pareto front out of the model cache's eviction (and, with ``evict``, evict the
+        least recently used of the rest). A model once dominated stays dominated (the archive only grows), so the
+        final front's models are all still there at the end: the front is re-scored on the very models
+        evaluated, which a warm-started model's genome and seed cannot rebuild."""
         if self._cache is not None and self.history:
-            self._cache.keep([self.history[i].genome for i in pareto_indices(self.objectives())])
+            self._cache.keep([self.history[i].genome for i in pareto_indices(self.objectives())], evict=evict)
 
-    def _append(self, trial: int, evaluation: Evaluation, bar) -> None:
+    def _append(self, trial: int, evaluation: Evaluation) -> None:
         evaluation.trial = trial
         self.history.append(evaluation)
         self._objectives.append(self.evaluator.objectives(evaluation))
         self._next_trial = max(self._next_trial, trial + 1)
         self._failed += not evaluation.ok
         self._finetune_seconds += evaluation.seconds
-        if self._progress:
-            bar.set_postfix(hv=f"{hypervolume(self.objectives(), self.ref_point):.4f}", failed=self._failed,
-                            finetune=f"{self._finetune_seconds:.0f}s", search=f"{self.search_seconds:.0f}s",
-                            refresh=False)
-        bar.update(1)
+
+    def _postfix(self) -> dict:
+        return {"hv": f"{hypervolume(self.objectives(), self.ref_point):.4f}", "failed": self._failed,
+                "finetune": f"{self._finetune_seconds:.0f}s", "search": f"{self.search_seconds:.0f}s"}
 
 
 def _evaluate_one(evaluator: Evaluator, trial: int, genome: np.ndarray, seed: int, note: dict,
-                  warm_sources: list | None) -> tuple[int, Evaluation]:
+                  start: tuple | None) -> tuple[int, Evaluation]:
     """One true evaluation; module-level so joblib can ship it to a worker process."""
-    evaluation = evaluator(genome, seed) if warm_sources is None else evaluator(genome, seed, warm_sources)
+    evaluation = evaluator.evaluate(genome, seed, start)
     evaluation.extra.update(note)
     return trial, evaluation
+
+
+def _stop_workers() -> None:
+    """Stop joblib's worker processes now (after Ctrl-C or SIGTERM), instead of leaving them to finish their
+    fine-tunes and idle out minutes later."""
+    from joblib.externals.loky.reusable_executor import _executor  # the reusable executor, if one was started
+
+    if _executor is not None:
+        _executor.shutdown(wait=True, kill_workers=True)
