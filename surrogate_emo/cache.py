@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import logging
 import sqlite3
 import warnings
 from pathlib import Path
@@ -19,8 +18,6 @@ import numpy as np
 import torch
 
 from surrogate_emo.errors import OutputError, SurrogateEMOWarning
-
-log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -178,7 +175,6 @@ class ModelCache:
             state = torch.load(io.BytesIO(payload), weights_only=True)
         except (OSError, ValueError, RuntimeError, EOFError) as error:
             warnings.warn(f"skipping cache entry {path.name}: {error}", SurrogateEMOWarning, stacklevel=2)
-            log.warning("skipping corrupt or missing cache entry %s: %s", path, error)
             self._drop(key)
             return None
         return state
