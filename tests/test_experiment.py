@@ -15,8 +15,9 @@ from threadpoolctl import threadpool_info
 from surrogate_emo.cli import main
 from surrogate_emo.config import RunConfig
 from surrogate_emo.errors import ConfigError
-from surrogate_emo.experiment import Experiment, run_experiment, run_synthetic
+from surrogate_emo.experiment import Experiment, run_experiment
 from surrogate_emo.front import hypervolume
+from surrogate_emo.pipeline import run
 from surrogate_emo.problems import SyntheticEvaluator
 from surrogate_emo.search.base import Search
 from surrogate_emo.store import Study
@@ -183,6 +184,53 @@ def test_a_run_holds_blas_and_openmp_to_its_thread_count(tmp_path, monkeypatch):
     monkeypatch.setattr("surrogate_emo.pipeline.search_class", lambda config: ThreadRecordingSearch)
     before = [pool["num_threads"] for pool in threadpool_info()]
     ThreadRecordingSearch.seen = []
-    run_synthetic(RunConfig(name="threads", output_dir=str(tmp_path), budget=8, progress=False, threads=1), "zdt1")
+    run(RunConfig(name="threads", output_dir=str(tmp_path), budget=8, progress=False, threads=1, problem="zdt1"))
     assert ThreadRecordingSearch.seen and set(ThreadRecordingSearch.seen) == {1}
     assert [pool["num_threads"] for pool in threadpool_info()] == before  # restored after the run
+
+
+def _zdt1(x: np.ndarray) -> tuple[float, float]:
+    """ZDT1 by its definition: f1 = x1, g = 1 + 9 mean(x2..xn), f2 = g (1 - sqrt(f1 / g))."""
+    g = 1.0 + 9.0 * float(np.mean(x[1:]))
+    return float(x[0]), g * (1.0 - np.sqrt(x[0] / g))
+
+
+def _hypervolume_2d(points: list[tuple[float, float]], ref: tuple[float, float]) -> float:
+    """Area dominated by ``points`` inside the box up to ``ref``: a sweep over f1."""
+    area, best_f2 = 0.0, ref[1]
+    for f1, f2 in sorted(p for p in points if p[0] < ref[0] and p[1] < ref[1]):
+        if f2 < best_f2:
+            area += (ref[0] - f1) * (best_f2 - f2)
+            best_f2 = f2
+    return area
+
+
+def test_report_only_rewrites_the_summary_from_the_studies(tmp_path, capsys):
+    path = tmp_path / "small.toml"
+    path.write_text(f'name = "small"\noutput_dir = "{tmp_path / "results"}"\nseeds = [0]\nproblems = ["zdt1"]\n'
+                    '[base]\nbudget = 6\n[methods.nsga2]\nsearch = "nsga2"\npop_size = 3\n')
+    assert main(["experiment", str(path), "--no-progress"]) == 0
+    out_dir = tmp_path / "results" / "small"
+    (out_dir / "summary.md").unlink()
+    (out_dir / "summary.csv").unlink()
+    assert main(["experiment", str(path), "--report-only"]) == 0
+    study = Study(out_dir / "zdt1" / "nsga2_seed0" / "study.sqlite")
+    genomes = [e.genome for e in study.evaluations(study.run_id("nsga2_seed0")).values()]
+    study.close()
+    assert len(genomes) == 6
+    points = [_zdt1(x) for x in genomes]
+    expected = _hypervolume_2d(points, (1.1, 1.1))
+    # the true front f2 = 1 - sqrt(f1) at 1,000 evenly spaced f1; IGD: mean distance from it to the found front
+    f1 = np.linspace(0.0, 1.0, 1000)
+    true_front = np.column_stack([f1, 1.0 - np.sqrt(f1)])
+    found = np.array([p for p in points if not any(q[0] <= p[0] and q[1] <= p[1] and q != p for q in points)])
+    igd = float(np.mean(np.min(np.linalg.norm(true_front[:, None, :] - found[None, :, :], axis=2), axis=1)))
+    rows = _rows(out_dir / "summary.csv")
+    assert [(r["problem"], r["method"], r["runs"], r["finished"], r["budget"]) for r in rows] == [
+        ("zdt1", "nsga2", "1", "1", "6")]
+    assert float(rows[0]["hv_median"]) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert float(rows[0]["igd_median"]) == pytest.approx(igd, rel=1e-9)
+    assert float(rows[0]["true_front_hv"]) == pytest.approx(_hypervolume_2d(list(map(tuple, true_front)),
+                                                                           (1.1, 1.1)), rel=1e-9)
+    summary = (out_dir / "summary.md").read_text()
+    assert f"| nsga2 | 1/1 | 6 | {expected:.4f} [{expected:.4f}, {expected:.4f}] |" in summary
