@@ -31,6 +31,10 @@ class NSGA2Search(Search):
         self._algorithm.setup(self._problem, seed=seed, verbose=False)
         self._pending = None
 
+    @classmethod
+    def from_config(cls, config, dim: int, n_obj: int, **problem) -> NSGA2Search:
+        return cls(dim, n_obj, seed=config.seed, pop_size=config.pop_size)
+
     def ask(self, n_max: int) -> np.ndarray:
         self._pending = self._algorithm.ask()[:n_max]  # the last generation may be cut short by the budget
         return np.clip(self._pending.get("X").astype(np.float64), 0.0, 1.0)
@@ -47,6 +51,10 @@ class RandomSearch(Search):
         super().__init__(dim, n_obj, seed)
         self._rng = np.random.default_rng(seed)
         self._pop_size = pop_size
+
+    @classmethod
+    def from_config(cls, config, dim: int, n_obj: int, **problem) -> RandomSearch:
+        return cls(dim, n_obj, seed=config.seed, pop_size=config.pop_size)
 
     def ask(self, n_max: int) -> np.ndarray:
         return self._rng.random((min(n_max, self._pop_size), self.dim))
