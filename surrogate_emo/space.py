@@ -136,6 +136,25 @@ class CompressionSpace:
             raise SearchSpaceError(f"genes must be finite numbers in [0, 1], got {shown}")
         return vector
 
+    def validate_matrix(self, X) -> np.ndarray:
+        """Return genomes ``X`` as a float64 matrix `n x 2L`, or raise `SearchSpaceError` naming the first bad
+        genome and its bad genes (one vectorised check: cheap enough for every acquisition call)."""
+        try:
+            matrix = np.asarray(X, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise SearchSpaceError(f"genomes must be a matrix of numbers n x {self.dim}, got {X!r}") from error
+        if matrix.ndim != 2 or matrix.shape[1] != self.dim:
+            raise SearchSpaceError(f"genomes must have shape (n, {self.dim}) (2 genes for each of {len(self.layers)} "
+                                   f"layers), got shape {matrix.shape}")
+        bad = ~np.isfinite(matrix) | (matrix < 0.0) | (matrix > 1.0)
+        if bad.any():
+            row = int(np.flatnonzero(bad.any(axis=1))[0])
+            try:
+                self.validate(matrix[row])
+            except SearchSpaceError as error:
+                raise SearchSpaceError(f"genome {row}: {error}") from None
+        return matrix
+
     def decode(self, genome) -> list[LayerSetting]:
         """Per-layer rank and kept entries for one genome."""
         ranks, nnz = self.decode_matrix(self.validate(genome)[None, :])

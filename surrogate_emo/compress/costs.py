@@ -76,8 +76,12 @@ class CostModel:
                 "macs": costs.macs / self.dense.macs}
 
     def ratio_matrix(self, X: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
-        """The same ratios for many genomes at once, `n x len(names)`: what the acquisition computes exactly."""
-        ranks, nnz = self.space.decode_matrix(X)
+        """The same ratios for many genomes at once, `n x len(names)`: what the acquisition computes exactly.
+
+        Raises:
+            SearchSpaceError: a gene is NaN, infinite or outside `[0, 1]`, or ``X`` is not `n x d`.
+        """
+        ranks, nnz = self.space.decode_matrix(self.space.validate_matrix(X))
         rows = np.array([spec.rows for spec in self.space.layers])
         cols = np.array([spec.cols for spec in self.space.layers])
         positions = np.array([spec.out_positions for spec in self.space.layers])
