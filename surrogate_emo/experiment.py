@@ -37,7 +37,7 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from surrogate_emo.config import RunConfig, config_from_dict, load_config_file
-from surrogate_emo.errors import ConfigError
+from surrogate_emo.errors import ConfigError, OutputError
 from surrogate_emo.problems import SYNTHETIC_PROBLEMS, SyntheticEvaluator
 from surrogate_emo.quality import QualityConfig, compression_quality
 
@@ -73,7 +73,7 @@ class Experiment:
     problems: list[str] = field(default_factory=list)
     baselines: list[str] = field(default_factory=list)
     jobs: int = 1
-    output_dir: str = "results"
+    output_dir: str = "runs"  # the committed experiments are under results/: --output-dir results extends them
     description: str = ""
     quality: dict | None = None  # a QualityConfig table: re-score fronts on test beside global magnitude pruning
 
@@ -187,6 +187,9 @@ def run_one(spec: RunSpec) -> dict:
     started = time.perf_counter()
     (spec.run_dir / "error.txt").unlink(missing_ok=True)  # an earlier failure is retried, not reported again
     try:
+        from surrogate_emo.pipeline import check_names
+
+        check_names(spec.config)  # a misspelt name fails this run at once, before it loads data or trains
         if spec.synthetic:
             run_synthetic(spec.config, spec.problem)
         else:
@@ -206,7 +209,10 @@ def run_experiment(experiment: Experiment, jobs: int | None = None, progress: bo
     from surrogate_emo.experiment_report import write_experiment_report
 
     specs = experiment.runs()
-    experiment.out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        experiment.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError.writing(experiment.out_dir, error) from error
     jobs = jobs or experiment.jobs
     outcomes = []
     with tqdm(total=len(specs), desc=f"{experiment.name} runs", unit="run", disable=not progress) as bar:

@@ -236,9 +236,14 @@ INFILLS: dict[str, type[Infill]] = {"ehvi": EHVI, "ehvi-lazy": LazyEHVI, "ehvi-b
                                    "parego": ParEGO, "mean": PredictedMean, "random": RandomFromPool}
 
 
+def infill_class(name: str) -> type[Infill]:
+    """The class a registered name or ``package.module:ClassName`` stands for, without instantiating it."""
+    found = resolve(name, INFILLS, kind="infill criterion")
+    if not (isinstance(found, type) and issubclass(found, Infill)):
+        raise ConfigError(f"infill {name!r} must name a subclass of surrogate_emo.infill.Infill, got {found!r}")
+    return found
+
+
 def make_infill(name: str) -> Infill:
     """A registered criterion or a user class given as ``package.module:ClassName``."""
-    infill_class = resolve(name, INFILLS, kind="infill criterion")
-    if not (isinstance(infill_class, type) and issubclass(infill_class, Infill)):
-        raise ConfigError(f"infill {name!r} must name a subclass of surrogate_emo.infill.Infill, got {infill_class!r}")
-    return infill_class()
+    return infill_class(name)()

@@ -40,10 +40,31 @@ def lenet_5(input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
 MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": mlp, "lenet-300-100": lenet_300_100, "lenet-5": lenet_5}
 
 
+_FACTORY = "callable as factory(input_shape, n_classes) -> torch.nn.Module"
+
+
+def model_factory(name: str) -> Callable[..., nn.Module]:
+    """The factory ``name`` stands for (a built-in name or ``package.module:factory``), without calling it.
+
+    Raises:
+        ConfigError: the name is unknown, or names neither a function nor an ``nn.Module`` subclass.
+    """
+    factory = resolve(name, MODELS, kind="model")
+    if (isinstance(factory, type) and not issubclass(factory, nn.Module)) or not callable(factory):
+        raise ConfigError(f"model factory {name!r} must be {_FACTORY}; got {factory!r}")
+    return factory
+
+
 def build_model(name: str, input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
     """Build a reference model by name, or call a user factory ``package.module:factory(input_shape, n_classes)``."""
-    factory = resolve(name, MODELS, kind="model")
-    model = factory(tuple(input_shape), n_classes)
+    factory = model_factory(name)
+    try:
+        model = factory(tuple(input_shape), n_classes)
+    except ConfigError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any failure of a user's factory is reported as a bad --model
+        raise ConfigError(f"model factory {name!r} must be {_FACTORY}; calling it with ({tuple(input_shape)}, "
+                          f"{n_classes}) raised {type(error).__name__}: {error}") from error
     if not isinstance(model, nn.Module):
-        raise ConfigError(f"model factory {name!r} must return a torch.nn.Module, got {type(model).__name__}")
+        raise ConfigError(f"model factory {name!r} must be {_FACTORY}; it returned {type(model).__name__}")
     return model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,17 +16,19 @@ from torch import nn
 from surrogate_emo.cache import ModelCache
 from surrogate_emo.compress import CostModel, measure
 from surrogate_emo.config import RESUMABLE_FIELDS, UNUSED_FIELDS, RunConfig
-from surrogate_emo.data import DataSplits, load_dataset
-from surrogate_emo.errors import ConfigError
-from surrogate_emo.evaluate import Evaluation, Evaluator
+from surrogate_emo.data import DATASETS, DataSplits, load_dataset
+from surrogate_emo.errors import ConfigError, OutputError
+from surrogate_emo.evaluate import CHEAP_OBJECTIVES, Evaluation, Evaluator
 from surrogate_emo.front import pareto_indices
-from surrogate_emo.models import build_model
+from surrogate_emo.infill import infill_class
+from surrogate_emo.models import build_model, model_factory
 from surrogate_emo.registry import resolve
 from surrogate_emo.report import write_report
 from surrogate_emo.search import SEARCHES, TrialRunner
 from surrogate_emo.search.base import Search
 from surrogate_emo.space import CompressionSpace
 from surrogate_emo.store import Study
+from surrogate_emo.surrogates import surrogate_class
 from surrogate_emo.train import base_model, error_rate, fit, steps_for
 
 
@@ -87,6 +90,44 @@ def search_class(config: RunConfig) -> type[Search]:
         raise ConfigError(f"search {config.search!r} must name a subclass of surrogate_emo.search.Search, "
                           f"got {found!r}")
     return found
+
+
+def check_names(config: RunConfig) -> None:
+    """Resolve every name ``config`` gives (search, surrogate, infill, model, data set, objectives)
+    before any data is loaded or any model trained: a misspelt name fails at once, with the known ones listed.
+
+    Raises:
+        ConfigError: a name is unknown, or names something of the wrong kind.
+    """
+    search_class(config)
+    surrogate_class(config.surrogate)  # cheap: read only by the loop, but a typo is a typo
+    infill_class(config.infill)
+    model_factory(config.model)
+    if config.dataset not in DATASETS:
+        raise ConfigError(f"unknown data set {config.dataset!r}; expected one of {', '.join(DATASETS)}")
+    unknown = [name for name in config.objectives if name not in CHEAP_OBJECTIVES]
+    if unknown or not config.objectives:
+        raise ConfigError(f"objectives must be a non-empty list from {list(CHEAP_OBJECTIVES)}, "
+                          f"got {list(config.objectives)}")
+
+
+def check_outputs(config: RunConfig) -> None:
+    """Fail now, not after the search, when the run folder or the study cannot be written, or the study file is
+    not a readable study (it is opened and closed again, unchanged: `StudyError`).
+
+    Raises:
+        OutputError: ``cannot write to <path>: <reason>``.
+    """
+    study = Path(config.study) if config.study else config.run_dir / "study.sqlite"
+    for folder in dict.fromkeys((config.run_dir, study.parent)):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as error:
+            raise OutputError.writing(folder, error) from error
+    if study.exists():
+        Study(study).close()
 
 
 def make_search(config: RunConfig, setup: Setup) -> Search:
@@ -168,6 +209,8 @@ def run_in_study(config: RunConfig, evaluator, search: Search, identity: dict | 
 def run(config: RunConfig) -> RunResult:
     """Run (or resume) the search that ``config`` describes and write its report under ``config.run_dir``."""
     started = time.perf_counter()
+    check_names(config)
+    check_outputs(config)
     setup = prepare(config)
     run_dir = config.run_dir
     runner = run_in_study(config, setup.evaluator, make_search(config, setup),
@@ -196,5 +239,8 @@ def run(config: RunConfig) -> RunResult:
         "objectives": list(setup.evaluator.objective_names),
         "hypervolume_reference_point": setup.evaluator.ref_point.tolist(),
     }
-    summary.update(write_report(run_dir, config, setup, evaluations, front, summary))
+    try:
+        summary.update(write_report(run_dir, config, setup, evaluations, front, summary))
+    except OSError as error:  # the evaluations are in the study: rerunning once the folder is fixed reports them
+        raise OutputError.writing(error.filename or run_dir, error) from error
     return RunResult(run_dir, evaluations, front, summary)

@@ -11,14 +11,19 @@ from surrogate_emo.surrogates.gp import GPSurrogate
 SURROGATES: dict[str, type[Surrogate]] = {"gp": GPSurrogate, "rf": RandomForestSurrogate}
 
 
+def surrogate_class(name: str) -> type[Surrogate]:
+    """The class a registered name or ``package.module:ClassName`` stands for, without instantiating it."""
+    found = resolve(name, SURROGATES, kind="surrogate")
+    if not (isinstance(found, type) and issubclass(found, Surrogate)):
+        raise ConfigError(f"surrogate {name!r} must name a subclass of surrogate_emo.surrogates.Surrogate, "
+                          f"got {found!r}")
+    return found
+
+
 def make_surrogate(name: str, seed: int = 0) -> Surrogate:
     """Instantiate a registered surrogate or a user class given as ``package.module:ClassName``."""
-    surrogate_class = resolve(name, SURROGATES, kind="surrogate")
-    if not (isinstance(surrogate_class, type) and issubclass(surrogate_class, Surrogate)):
-        raise ConfigError(f"surrogate {name!r} must name a subclass of surrogate_emo.surrogates.Surrogate, "
-                          f"got {surrogate_class!r}")
-    return surrogate_class(seed=seed)
+    return surrogate_class(name)(seed=seed)
 
 
 __all__ = ["SURROGATES", "GPSurrogate", "IndependentGaussianModel", "RandomForestSurrogate", "Surrogate",
-           "SurrogateError", "make_surrogate"]
+           "SurrogateError", "make_surrogate", "surrogate_class"]
