@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
+import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from surrogate_emo.data import DataSplits, Split
-from surrogate_emo.errors import FineTuneDiverged
+from surrogate_emo.errors import FineTuneDiverged, OutputError, SurrogateEMOWarning
 
 
 def fit(model: nn.Module, data: Split, steps: int, lr: float = 1e-3, batch_size: int = 128, seed: int = 0) -> int:
@@ -69,20 +71,29 @@ def base_model(model: nn.Module, data: DataSplits, epochs: float, lr: float, bat
     if cache_dir is not None:
         digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
         path = Path(cache_dir).expanduser() / "base" / f"{digest}.pt"
-        if path.is_file():
+        if path.exists():
+            fresh = copy.deepcopy(model.state_dict())
             try:
                 model.load_state_dict(torch.load(path, weights_only=True))
                 model.eval()
                 return model, True
-            except (RuntimeError, OSError, ValueError):
-                path.unlink(missing_ok=True)  # a damaged or stale file: train again below
+            except Exception as error:  # noqa: BLE001 - unpickling garbage raises anything (EOFError, IndexError...)
+                model.load_state_dict(fresh)  # a partial load must not leak into the training below
+                reason = f"{type(error).__name__}: {' '.join(str(error).split())[:200]}".rstrip(": ")
+                warnings.warn(f"base model cache file {path} is unreadable ({reason}); training it again",
+                              SurrogateEMOWarning, stacklevel=2)
     try:
         fit(model, data.train, steps_for(epochs, len(data.train), batch_size), lr=lr, batch_size=batch_size, seed=seed)
     except FineTuneDiverged as error:
         raise FineTuneDiverged(f"training the dense base model diverged ({error}); lower lr (given {lr})") from error
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial")
-        torch.save(model.state_dict(), partial)
-        partial.replace(path)  # atomic: a crash never leaves half a file under the final name
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(model.state_dict(), partial)
+            if path.is_dir():  # replace() cannot put a file over a folder
+                raise IsADirectoryError(21, "Is a directory", str(path))
+            partial.replace(path)  # atomic: a crash never leaves half a file under the final name
+        except OSError as error:
+            raise OutputError.writing(error.filename or path.parent, error) from error
     return model, False
