@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="surrogate-emo", description="Surrogate-assisted evolutionary multi-objective compression "
                      "of neural networks: compression searches, and experiments of many of them.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{run,experiment}")
     run = commands.add_parser(
         "run", help="run or resume a compression search", usage="%(prog)s [--config FILE] [--option VALUE ...]",
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "on the bundled digits. Each option is also a key of the config file (underscores or dashes); "
                     "options given here override the file.")
     run.add_argument("--config", metavar="FILE", help="TOML or YAML file whose keys are the options below")
+    run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     add_config_arguments(run)
     experiment = commands.add_parser(
         "experiment", help="run or resume every method x seed of an experiment file, then write its report",
@@ -79,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--jobs", type=int, metavar="N", help="runs at a time (default: the file's jobs, else 1)")
     experiment.add_argument("--report-only", action="store_true", help="write the report from the studies as they are")
     experiment.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    experiment.add_argument("--output-dir", metavar="DIR",
+                            help="folder that receives <name>/ (default: the file's output_dir, else runs; "
+                                 "--output-dir results extends the committed experiments)")
+    experiment.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
@@ -87,6 +93,8 @@ def _experiment(args: argparse.Namespace) -> int:
     from surrogate_emo.experiment_report import write_experiment_report
 
     experiment = Experiment.from_file(args.file)
+    if args.output_dir is not None:
+        experiment.output_dir = args.output_dir
     if args.report_only:
         write_experiment_report(experiment)
     else:
@@ -98,21 +106,40 @@ def _experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done, 2 bad input or an output that cannot be written (one line on stderr: what was expected,
+    what was given), 1 an unexpected error (one line; ``--debug`` shows its traceback)."""
     args = build_parser().parse_args(argv)
     try:
         if args.command == "experiment":
             return _experiment(args)
-        values = load_config_file(args.config) if args.config else {}
-        values.update({key: value for key, value in vars(args).items()
-                       if value is not None and key not in ("command", "config")})
-        config = config_from_dict(values)
-        from surrogate_emo.pipeline import run  # heavy imports only once the arguments are known to be good
-
-        result = run(config)
+        return _run(args)
     except SurrogateEMOError as error:
-        print(f"surrogate-emo: error: {error}", file=sys.stderr)
+        if args.debug:
+            raise
+        print(f"surrogate-emo: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    # (KeyboardInterrupt and SIGTERM are not Exceptions: they are answered here, before the catch-all below)
+    except Exception as error:  # noqa: BLE001 - whatever reaches the command line is one line, not a traceback
+        if args.debug:
+            raise
+        print(f"surrogate-emo: error: {type(error).__name__}: {_one_line(error)} "
+              "(run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    values = load_config_file(args.config) if args.config else {}
+    values.update({key: value for key, value in vars(args).items()
+                   if value is not None and key not in ("command", "config", "debug")})
+    config = config_from_dict(values)
+    from surrogate_emo.pipeline import run  # heavy imports only once the arguments are known to be good
+
+    result = run(config)
     summary = result.summary
     print(json.dumps({key: summary[key] for key in (
         "true_evaluations", "failed", "final_hypervolume_val", "dense_test_error",
