@@ -6,18 +6,25 @@ import copy
 import hashlib
 import json
 import math
+import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from surrogate_emo.data import DataSplits, Split
 from surrogate_emo.errors import FineTuneDiverged, OutputError, SurrogateEMOWarning
 
 
-def fit(model: nn.Module, data: Split, steps: int, lr: float = 1e-3, batch_size: int = 128, seed: int = 0) -> int:
+def fit(model: nn.Module, data: Split, steps: int, lr: float = 1e-3, batch_size: int = 128, seed: int = 0,
+        progress: Callable[[int], None] | None = None) -> int:
     """Train ``model`` in place with Adam for ``steps`` minibatch steps; returns the steps taken.
+
+    ``progress``, if given, is called with the steps taken so far: after the first step, about every 1% of
+    ``steps``, and at the end.
 
     Raises:
         FineTuneDiverged: the loss became NaN or infinite.
@@ -27,7 +34,7 @@ def fit(model: nn.Module, data: Split, steps: int, lr: float = 1e-3, batch_size:
     optimizer = torch.optim.Adam(parameters, lr=lr)
     loss_fn = nn.CrossEntropyLoss()
     model.train()
-    taken = 0
+    taken, every = 0, max(1, math.ceil(steps / 100))
     while taken < steps:
         # Index in-memory tensors directly: a DataLoader would collate sample by sample, several times slower here.
         for batch in torch.randperm(len(data), generator=generator).split(batch_size):
@@ -40,6 +47,8 @@ def fit(model: nn.Module, data: Split, steps: int, lr: float = 1e-3, batch_size:
             loss.backward()
             optimizer.step()
             taken += 1
+            if progress is not None and (taken % every == 0 or taken in (1, steps)):
+                progress(taken)
     model.eval()
     return taken
 
@@ -61,11 +70,12 @@ def error_rate(model: nn.Module, data: Split, batch_size: int = 4096) -> float:
 
 
 def base_model(model: nn.Module, data: DataSplits, epochs: float, lr: float, batch_size: int, seed: int,
-               cache_dir: str | Path | None, key: dict) -> tuple[nn.Module, bool]:
+               cache_dir: str | Path | None, key: dict, progress: str | None = None) -> tuple[nn.Module, bool]:
     """Train ``model`` densely, or load its weights if a run with the same ``key`` already trained it.
 
     Returns the trained model and whether it came from the cache. Weights are loaded with
-    ``weights_only=True``: no arbitrary object is unpickled.
+    ``weights_only=True``: no arbitrary object is unpickled. With ``progress`` (what to call the model, e.g.
+    ``lenet-300-100``), stderr says which of the two happens, with a bar over the training steps.
     """
     path = None
     if cache_dir is not None:
@@ -76,16 +86,31 @@ def base_model(model: nn.Module, data: DataSplits, epochs: float, lr: float, bat
             try:
                 model.load_state_dict(torch.load(path, weights_only=True))
                 model.eval()
+                if progress:
+                    print(f"dense base model loaded from the cache ({path})", file=sys.stderr, flush=True)
                 return model, True
             except Exception as error:  # noqa: BLE001 - unpickling garbage raises anything (EOFError, IndexError...)
                 model.load_state_dict(fresh)  # a partial load must not leak into the training below
                 reason = f"{type(error).__name__}: {' '.join(str(error).split())[:200]}".rstrip(": ")
                 warnings.warn(f"base model cache file {path} is unreadable ({reason}); training it again",
                               SurrogateEMOWarning, stacklevel=2)
+    steps = steps_for(epochs, len(data.train), batch_size)
+    if progress:
+        print(f"training the dense base model: {progress}, {epochs:g} epochs ({steps} steps)", file=sys.stderr,
+              flush=True)
+    bar = tqdm(total=steps, desc="base model", unit="step", file=sys.stderr, disable=not progress)
+
+    def advance(taken: int) -> None:
+        if taken == 1:  # the first step pays torch's one-time warm-up: the clock starts after it, the estimate is sane
+            bar.reset()
+        bar.update(taken - bar.n)
+
     try:
-        fit(model, data.train, steps_for(epochs, len(data.train), batch_size), lr=lr, batch_size=batch_size, seed=seed)
+        fit(model, data.train, steps, lr=lr, batch_size=batch_size, seed=seed, progress=advance if progress else None)
     except FineTuneDiverged as error:
         raise FineTuneDiverged(f"training the dense base model diverged ({error}); lower lr (given {lr})") from error
+    finally:
+        bar.close()
     if path is not None:
         partial = path.with_suffix(".partial")
         try:
