@@ -141,10 +141,11 @@ def _run(args: argparse.Namespace) -> int:
 
     result = run(config)
     summary = result.summary
-    print(json.dumps({key: summary[key] for key in (
-        "true_evaluations", "failed", "final_hypervolume_val", "dense_test_error",
-        "best_compression_within_1pt_test", "best_compression_within_2pt_test", "wall_seconds_this_session")},
-        indent=2))
+    keys = (("problem", "true_evaluations", "failed", "final_hypervolume", "true_front_hypervolume", "front_size",
+             "wall_seconds_this_session") if config.problem is not None else
+            ("true_evaluations", "failed", "final_hypervolume_val", "dense_test_error",
+             "best_compression_within_1pt_test", "best_compression_within_2pt_test", "wall_seconds_this_session"))
+    print(json.dumps({key: summary[key] for key in keys}, indent=2))
     if summary["replayed_from_study"]:
         print(f"resumed: {summary['replayed_from_study']} evaluations came from the study in {result.run_dir}/, "
               f"{summary['evaluated_now']} were run now (another --name starts afresh)")

@@ -17,7 +17,8 @@ from surrogate_emo.errors import ConfigError
 
 # Fields that may change when a run is resumed: they do not change what any trial computes.
 # Output locations (output_dir, study, cache_dir) are among them.
-RESUMABLE_FIELDS = ("budget", "time_limit", "progress", "output_dir", "final_test", "n_jobs", "cache_dir", "study")
+RESUMABLE_FIELDS = ("budget", "time_limit", "progress", "output_dir", "final_test", "n_jobs", "cache_dir", "study",
+                    "dask_scheduler")
 
 # Fields a built-in search never reads: a resumed run may differ in them (a default changed since it started).
 _LOOP_ONLY = ("surrogate", "infill", "error_scale", "q", "n_init", "pool_size", "pool_generations")
@@ -112,6 +113,12 @@ class RunConfig:
     cache_dir: str = _opt("~/.cache/surrogate_emo", "where trained base models are kept, by config hash", OUTPUTS)
     progress: bool = _opt(True, "show progress on stderr: data, base model, true evaluations", RUNNING)
     final_test: bool = _opt(True, "re-score the final front on the test split", OUTPUTS)
+    problem: str | None = _opt(None, "a pymoo test problem by name with options, or package.module:factory: run the "
+                                     "search on it instead of compressing a network (e.g. 'dtlz7 n_obj=3')", SEARCH,
+                               shown="none: compress the network")
+    dask_scheduler: str | None = _opt(None, "address of a dask scheduler (tcp://HOST:8786): true evaluations run "
+                                            "on its workers (needs the dask extra; replaces n_jobs)", RUNNING,
+                                      shown="none: evaluate on this machine")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -211,9 +218,33 @@ def _coerce(key: str, value, annotation):
     return value
 
 
+def problem_text(table: typing.Mapping) -> str:
+    """A problem given as a table (``{name = "dtlz7", n_obj = 3}``) written as its spec text, ``dtlz7 n_obj=3``.
+
+    Example:
+        >>> problem_text({"name": "zdt1", "n_var": 8, "ref_point": [1.1, 1.1]})
+        'zdt1 n_var=8 ref_point=1.1,1.1'
+    """
+    def text(value) -> str:
+        if isinstance(value, list):
+            return ",".join(map(text, value)) + ("," if len(value) == 1 else "")
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (int, float)) or (isinstance(value, str) and value and not re.search(r"[\s=,]", value)):
+            return str(value)
+        raise ConfigError(f"problem option values must be numbers, true/false, words or lists of them, got {value!r}")
+
+    name = table.get("name")
+    if not isinstance(name, str) or not name or re.search(r"\s", name):
+        raise ConfigError(f"a problem table needs a name such as 'zdt1' or 'package.module:factory', got {dict(table)!r}")
+    return " ".join([name, *(f"{key}={text(value)}" for key, value in table.items() if key != "name")])
+
+
 def config_from_dict(values: dict) -> RunConfig:
     """Build a `RunConfig` from a mapping, rejecting unknown keys and wrong types with what was expected."""
     hints = _field_types()
+    if isinstance(values.get("problem"), dict):  # a problem written as a table in a config file
+        values = {**values, "problem": problem_text(values["problem"])}
     unknown = sorted(set(values) - set(hints))
     if unknown:
         raise ConfigError(f"unknown config keys {unknown}; known keys: {sorted(hints)}")

@@ -1,8 +1,10 @@
 """Experiments: every method x seed (x problem) of one study, run or resumed, then reported.
 
 An experiment file (TOML or YAML) names the seeds, the methods (each a set of `RunConfig` keys over a shared
-``[base]``) and either synthetic ``problems`` (pymoo test functions, every objective treated as expensive) or,
-without them, the one compression problem that ``[base]`` describes::
+``[base]``) and either synthetic ``problems`` (every objective treated as expensive; each a spec as ``--problem``
+takes it: a pymoo test problem with options, ``"dtlz7 n_obj=3 ref_point=1,1,7"``, a table
+``{name = "dtlz7", n_obj = 3}``, or ``"package.module:factory"``) or, without them, the one compression problem
+that ``[base]`` describes::
 
     name = "synthetic"
     seeds = [0, 1, 2]
@@ -19,8 +21,9 @@ without them, the one compression problem that ``[base]`` describes::
     search = "botorch"
     seeds = [0]          # a method may run fewer seeds (say why in the report)
 
-Each run keeps its own study under ``<output_dir>/<name>/<problem>/<method>_seed<seed>/``, so rerunning the
-command skips finished runs and resumes interrupted ones from their studies.
+Each run keeps its own study under ``<output_dir>/<name>/<problem>/<method>_seed<seed>/`` (a problem with
+options gets a folder such as ``dtlz7-n_obj-3``), so rerunning the command skips finished runs and resumes
+interrupted ones from their studies.
 """
 
 from __future__ import annotations
@@ -32,13 +35,12 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from surrogate_emo.config import RunConfig, config_from_dict, load_config_file
 from surrogate_emo.errors import ConfigError, OutputError
-from surrogate_emo.problems import SYNTHETIC_PROBLEMS, SyntheticEvaluator
+from surrogate_emo.problems import SyntheticEvaluator, problem_folder, problem_label
 from surrogate_emo.quality import QualityConfig, compression_quality
 
 EXPERIMENT_KEYS = {"name", "description", "seeds", "problems", "baselines", "jobs", "output_dir", "base", "methods",
@@ -94,9 +96,13 @@ class Experiment:
     def validate(self) -> None:
         if not self.methods or not all(isinstance(m, dict) for m in self.methods.values()):
             raise ConfigError(f"methods must be tables of run options, one per method; got {self.methods!r}")
-        unknown = [p for p in self.problems if p not in SYNTHETIC_PROBLEMS]
-        if unknown:
-            raise ConfigError(f"unknown problems {unknown}; known synthetic problems: {sorted(SYNTHETIC_PROBLEMS)}")
+        placed = [m for m, options in {"[base]": self.base, **self.methods}.items() if "problem" in options]
+        if placed:
+            raise ConfigError(f"an experiment lists its problems in problems = [...], expected no 'problem' key in "
+                              f"{placed}")
+        for problem in self.problems:
+            SyntheticEvaluator(problem)  # an unknown name or a bad option fails now, with what was expected
+        self.problems = [problem_label(p) for p in self.problems]  # one spelling: the runs' problem names
         strangers = [b for b in self.baselines if b not in self.methods]
         if strangers:
             raise ConfigError(f"baselines {strangers} are not among the methods {list(self.methods)}")
@@ -143,8 +149,10 @@ class Experiment:
                 options = dict(options)
                 seeds = options.pop("seeds", self.seeds)
                 for seed in seeds:
+                    folder = problem_folder(problem) if self.problems else problem
                     values = {**self.base, **options, "seed": seed, "name": f"{method}_seed{seed}",
-                              "output_dir": str(self.out_dir / problem), "progress": False}
+                              "output_dir": str(self.out_dir / folder), "progress": False,
+                              **({"problem": problem} if self.problems else {})}
                     specs.append(RunSpec(problem, method, seed, config_from_dict(values), bool(self.problems)))
         return specs
 
@@ -158,28 +166,6 @@ def is_finished(spec: RunSpec) -> bool:
     return summary.get("true_evaluations", 0) >= spec.config.budget or summary.get("stopped_by") == "time_limit"
 
 
-def run_synthetic(config: RunConfig, problem: str) -> dict:
-    """Run (or resume) one search on a synthetic problem; every objective is expensive (modelled)."""
-    from surrogate_emo.pipeline import run_in_study, search_class
-
-    torch.set_num_threads(config.threads)  # the GP fits' float sums, and so the results, depend on it
-    started = time.perf_counter()
-    evaluator = SyntheticEvaluator(problem)
-    search = search_class(config).from_config(config, evaluator.dim, evaluator.n_obj, n_expensive=evaluator.n_obj,
-                                              ref_point=evaluator.ref_point)
-    runner = run_in_study(config, evaluator, search, identity={"problem": problem})
-    evaluations = runner.history
-    summary = {"run": config.name, "problem": problem, "search": config.search, "seed": config.seed,
-               "budget": config.budget, "true_evaluations": len(evaluations), "stopped_by": runner.stopped_by,
-               "replayed_from_study": runner.replayed, "evaluated_now": evaluator.n_evaluations,
-               "failed": sum(not e.ok for e in evaluations),
-               "search_overhead_seconds_this_session": runner.search_seconds,
-               "wall_seconds_this_session": time.perf_counter() - started,
-               "objectives": list(evaluator.objective_names), "hypervolume_reference_point": evaluator.ref_point.tolist()}
-    (config.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
-
-
 def run_one(spec: RunSpec) -> dict:
     """Run or resume one run; a failure is caught and reported with its reason, never lost."""
     if is_finished(spec):
@@ -190,12 +176,9 @@ def run_one(spec: RunSpec) -> dict:
         from surrogate_emo.pipeline import check_names
 
         check_names(spec.config)  # a misspelt name fails this run at once, before it loads data or trains
-        if spec.synthetic:
-            run_synthetic(spec.config, spec.problem)
-        else:
-            from surrogate_emo.pipeline import run
+        from surrogate_emo.pipeline import run
 
-            run(spec.config)
+        run(spec.config)  # a synthetic run's config names its problem
     except Exception as error:  # noqa: BLE001 - one broken run must not stop the others; its reason is kept
         spec.run_dir.mkdir(parents=True, exist_ok=True)
         (spec.run_dir / "error.txt").write_text(traceback.format_exc())

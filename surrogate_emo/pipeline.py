@@ -14,6 +14,7 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 from surrogate_emo.cache import ModelCache
+from surrogate_emo.cluster import evaluation_backend
 from surrogate_emo.compress import CostModel, measure
 from surrogate_emo.config import RESUMABLE_FIELDS, UNUSED_FIELDS, RunConfig
 from surrogate_emo.data import DATASETS, DataSplits, load_dataset
@@ -23,7 +24,8 @@ from surrogate_emo.front import pareto_indices
 from surrogate_emo.infill import infill_class
 from surrogate_emo.models import build_model, model_factory
 from surrogate_emo.registry import resolve
-from surrogate_emo.report import write_report
+from surrogate_emo.problems import SyntheticEvaluator
+from surrogate_emo.report import write_problem_report, write_report
 from surrogate_emo.search import SEARCHES, TrialRunner
 from surrogate_emo.search.base import Search
 from surrogate_emo.space import CompressionSpace
@@ -93,7 +95,7 @@ def search_class(config: RunConfig) -> type[Search]:
 
 
 def check_names(config: RunConfig) -> None:
-    """Resolve every name ``config`` gives (search, surrogate, infill, model, data set, objectives)
+    """Resolve every name ``config`` gives (search, surrogate, infill, model, data set, objectives, problem)
     before any data is loaded or any model trained: a misspelt name fails at once, with the known ones listed.
 
     Raises:
@@ -109,6 +111,8 @@ def check_names(config: RunConfig) -> None:
     if unknown or not config.objectives:
         raise ConfigError(f"objectives must be a non-empty list from {list(CHEAP_OBJECTIVES)}, "
                           f"got {list(config.objectives)}")
+    if config.problem is not None:
+        SyntheticEvaluator(config.problem)
 
 
 def check_outputs(config: RunConfig) -> None:
@@ -197,20 +201,45 @@ def run_in_study(config: RunConfig, evaluator, search: Search, identity: dict | 
         run_id = study.open_run(config.name, {**key, **(identity or {})}, ignore=UNUSED_FIELDS.get(config.search, ()))
         if info:
             study.set_info(run_id, **info)
-        runner = TrialRunner(evaluator, study, run_id, config.seed, config.budget, evaluator.ref_point,
-                             progress=config.progress, n_jobs=config.n_jobs, time_limit=config.time_limit)
-        runner.run(search)
+        with evaluation_backend(config.n_jobs, config.dask_scheduler) as n_jobs:  # this machine or a cluster
+            runner = TrialRunner(evaluator, study, run_id, config.seed, config.budget, evaluator.ref_point,
+                                 progress=config.progress, n_jobs=n_jobs, time_limit=config.time_limit)
+            runner.run(search)
     finally:
         limits.restore_original_limits()
         study.close()
     return runner
 
 
-def run(config: RunConfig) -> RunResult:
-    """Run (or resume) the search that ``config`` describes and write its report under ``config.run_dir``."""
+def run_problem(config: RunConfig) -> RunResult:
+    """Run (or resume) the search on ``config.problem`` (a pymoo test problem or a user's), every objective
+    expensive (modelled), and write summary.json, evaluations.csv, front.csv and plots under the run folder."""
+    torch.set_num_threads(config.threads)  # the GP fits' float sums, and so the results, depend on it
     started = time.perf_counter()
+    evaluator = SyntheticEvaluator(config.problem)
+    search = search_class(config).from_config(config, evaluator.dim, evaluator.n_obj, n_expensive=evaluator.n_obj,
+                                              ref_point=evaluator.ref_point)
+    runner = run_in_study(config, evaluator, search, identity={"problem": evaluator.name})
+    evaluations = runner.history
+    summary = {"run": config.name, "problem": evaluator.name, "search": config.search, "seed": config.seed,
+               "budget": config.budget, "true_evaluations": len(evaluations), "stopped_by": runner.stopped_by,
+               "replayed_from_study": runner.replayed, "evaluated_now": runner.evaluated_now,
+               "failed": sum(not e.ok for e in evaluations),
+               "search_overhead_seconds_this_session": runner.search_seconds,
+               "wall_seconds_this_session": time.perf_counter() - started,
+               "objectives": list(evaluator.objective_names), "hypervolume_reference_point": evaluator.ref_point.tolist()}
+    extra, front = write_problem_report(config.run_dir, config, evaluator, evaluations, summary)
+    return RunResult(config.run_dir, evaluations, front, {**summary, **extra})
+
+
+def run(config: RunConfig) -> RunResult:
+    """Run (or resume) the search that ``config`` describes and write its report under ``config.run_dir``: the
+    compression of a network, or with ``config.problem`` a test problem (`run_problem`)."""
     check_names(config)
     check_outputs(config)
+    if config.problem is not None:
+        return run_problem(config)
+    started = time.perf_counter()
     setup = prepare(config)
     run_dir = config.run_dir
     runner = run_in_study(config, setup.evaluator, make_search(config, setup),

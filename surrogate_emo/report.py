@@ -15,11 +15,12 @@ import numpy as np  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 from surrogate_emo.evaluate import Evaluation  # noqa: E402
-from surrogate_emo.front import hypervolume_trace  # noqa: E402
+from surrogate_emo.front import hypervolume, hypervolume_trace, pareto_indices  # noqa: E402
 
 if TYPE_CHECKING:
     from surrogate_emo.config import RunConfig
     from surrogate_emo.pipeline import Setup
+    from surrogate_emo.problems import SyntheticEvaluator
 
 
 def _layer_columns(setup: Setup, genome: np.ndarray) -> dict:
@@ -152,6 +153,74 @@ def _plot_accuracy(path: Path, evaluations: list[Evaluation], accuracy: dict) ->
     ax.set_ylabel("observed validation error (%)")
     ax.set_title(f"surrogate on {accuracy['infill_points']} infill points: Spearman {accuracy['spearman']:.2f}")
     ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def write_problem_report(run_dir: Path, config: RunConfig, evaluator: SyntheticEvaluator,
+                         evaluations: list[Evaluation], summary: dict) -> tuple[dict, list[dict]]:
+    """The outputs of a run on a test problem (no compression axis): evaluations.csv and front.csv (objectives
+    ``f1 ... fm`` and the problem's variables ``x1 ... xn``), pareto_front.png, convergence.png and summary.json.
+    Returns the figures it adds to the summary, and the front's rows."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    names = evaluator.objective_names
+    F = np.array([evaluator.objectives(e) for e in evaluations]).reshape(-1, len(names))
+
+    def row(e: Evaluation, f: np.ndarray) -> dict:
+        predicted = e.extra.get("predicted")
+        return {"trial": e.trial, "status": e.status, **{n: float(v) for n, v in zip(names, f)},
+                **({f"predicted_{n}": float(v) for n, v in zip(names, predicted)} if predicted is not None else {}),
+                "seconds": round(e.seconds, 6), "seed": e.seed, "reason": e.reason,
+                **{f"x{i + 1}": float(x) for i, x in enumerate(evaluator.to_problem(e.genome))}}
+
+    rows = [row(e, f) for e, f in zip(evaluations, F)]
+    ok = [i for i, e in enumerate(evaluations) if e.ok]
+    front = [{k: v for k, v in rows[ok[i]].items() if k not in ("status", "reason")}
+             for i in pareto_indices(F[ok])] if ok else []
+    write_csv(run_dir / "evaluations.csv", rows)
+    write_csv(run_dir / "front.csv", front)
+    trace = hypervolume_trace(F, evaluator.ref_point)
+    true_front = evaluator.true_front()
+    limit = hypervolume(true_front, evaluator.ref_point) if true_front is not None else None
+    extra = {"final_hypervolume": float(trace[-1]) if len(trace) else 0.0, "true_front_hypervolume": limit,
+             "front_size": len(front)}
+    accuracy = surrogate_accuracy(evaluations)  # of f1, the objective stored as the error
+    if accuracy:
+        extra["surrogate_f1"] = accuracy
+    _plot_problem_front(run_dir / "pareto_front.png", F[ok], true_front, evaluator, config)
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    ax.plot(np.arange(1, len(trace) + 1), trace, label=config.search)
+    if limit is not None:
+        ax.axhline(limit, color="gray", ls="--", lw=0.8, label="true front")
+    ax.set_xlabel("true evaluations")
+    ax.set_ylabel(f"hypervolume (ref = {np.round(evaluator.ref_point, 3).tolist()})")
+    ax.set_title(f"{evaluator.name}: convergence")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    _save(fig, run_dir / "convergence.png")
+    (run_dir / "summary.json").write_text(json.dumps({**summary, **extra}, indent=2, default=str) + "\n")
+    return extra, front
+
+
+def _plot_problem_front(path: Path, F: np.ndarray, true_front: np.ndarray | None, evaluator: SyntheticEvaluator,
+                        config: RunConfig) -> None:
+    """Objectives two by two (one panel for 2 objectives, three for 3, the first four objectives beyond): every
+    evaluation in grey, the run's front in colour, the known front in light grey, the reference point dashed."""
+    m = min(F.shape[1], 4)
+    pairs = [(i, j) for i in range(m) for j in range(i + 1, m)]
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4.6 * len(pairs), 4.2), squeeze=False)
+    front = F[pareto_indices(F)] if len(F) else F
+    for ax, (i, j) in zip(axes[0], pairs):
+        if true_front is not None:
+            ax.scatter(true_front[:, i], true_front[:, j], s=1, color="0.85", label="true front")
+        ax.scatter(F[:, i], F[:, j], s=8, color="0.6", label=f"evaluations (n={len(F)})")
+        ax.scatter(front[:, i], front[:, j], s=14, color="C0", label=f"front (n={len(front)})")
+        ax.axvline(evaluator.ref_point[i], color="C3", ls=":", lw=0.8)
+        ax.axhline(evaluator.ref_point[j], color="C3", ls=":", lw=0.8, label="reference point")
+        ax.set_xlabel(f"f{i + 1}")
+        ax.set_ylabel(f"f{j + 1}")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"{evaluator.name}: {config.search}, {len(F)} true evaluations", fontsize=10)
     _save(fig, path)
 
 

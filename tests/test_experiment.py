@@ -143,7 +143,7 @@ def test_the_cli_writes_the_report(finished, capsys):
 
 
 @pytest.mark.parametrize("extra, message", [
-    ('problems = ["zdt9"]', "unknown problems"),
+    ('problems = ["zdt9"]', "unknown problem 'zdt9'"),
     ('baselines = ["nsga3"]', "not among the methods"),
     ('budgett = 3', "unknown experiment keys"),
 ])
