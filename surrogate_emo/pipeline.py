@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -62,6 +63,8 @@ def prepare(config: RunConfig) -> Setup:
     """Load data, train (or load) the dense base model, and build the evaluator."""
     # float sums differ with the thread count, and so would the base model and every fine-tune
     torch.set_num_threads(config.threads)
+    if config.progress:
+        print(f"loading data set {config.dataset} ...", file=sys.stderr, flush=True)
     data = load_dataset(config.dataset, config.data_dir, seed=config.data_seed)
     torch.manual_seed(config.seed)  # the base model's initial weights
     model = build_model(config.model, data.input_shape, data.n_classes)
@@ -69,7 +72,7 @@ def prepare(config: RunConfig) -> Setup:
            "data_seed": config.data_seed, "model": config.model, "epochs": config.base_epochs, "lr": config.lr,
            "batch_size": config.batch_size, "seed": config.seed, "threads": config.threads, "torch": torch.__version__}
     base, cached = base_model(model, data, config.base_epochs, config.lr, config.batch_size, config.seed,
-                              config.cache_dir, key)
+                              config.cache_dir, key, progress=config.model if config.progress else None)
     space = CompressionSpace.from_model(base, data.input_shape, config.layers, config.decades)
     cost_model = CostModel(space, measure(base, data.input_shape))
     steps = config.finetune_steps if config.finetune_steps is not None else steps_for(
@@ -252,7 +255,7 @@ def run(config: RunConfig) -> RunResult:
         "run": config.name, "dataset": config.dataset, "model": config.model, "search": config.search,
         "seed": config.seed, "budget": config.budget, "true_evaluations": len(evaluations),
         "stopped_by": runner.stopped_by,
-        "replayed_from_study": runner.replayed, "evaluated_now": setup.evaluator.n_evaluations,
+        "replayed_from_study": runner.replayed, "evaluated_now": runner.evaluated_now,
         "failed": sum(not e.ok for e in evaluations),
         "warm_started": sum(e.source.startswith("cache:") for e in evaluations),
         "finetune_steps_per_evaluation": setup.evaluator.steps,

@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
@@ -109,36 +110,96 @@ def write_report(run_dir: Path, config: RunConfig, setup: Setup, evaluations: li
     return extra
 
 
-def _plot_front(path: Path, evaluations: list[Evaluation], front: list[dict], setup: Setup, config: RunConfig) -> None:
+def front_plot_limits(x, y, margin: float = 0.05) -> dict:
+    """Axes of the Pareto-front plot that hold every point, with a margin.
+
+    Args:
+        x: compression ratios (dense / compressed), drawn on a log axis; an infinite ratio (nothing kept) is drawn
+            at ``inf_x``, inside the right edge.
+        y: error rates in %.
+        margin: the fraction of each axis's span (log span on a log axis) left free on either side.
+
+    Returns:
+        ``{"xlim", "ylim", "yscale", "inf_x"}``: ``yscale`` is "log" when the errors span more than a decade,
+        "symlog" (linear below 1%) when they do and one of them is 0, else "linear"; ``inf_x`` is None when no
+        ratio is infinite.
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    finite = x[np.isfinite(x) & (x > 0)]
+    lo, hi = (np.log10(finite.min()), np.log10(finite.max())) if len(finite) else (0.0, 1.0)
+    pad = max(margin * (hi - lo), 0.05)
+    inf_x = 10 ** (hi + 3 * pad) if np.isinf(x).any() else None
+    xlim = (10 ** (lo - pad), 10 ** (hi + (4 if inf_x is not None else 1) * pad))
+    y = y[np.isfinite(y)]
+    bottom, top = (float(y.min()), float(y.max())) if len(y) else (0.0, 100.0)
+    if bottom > 0 and top / bottom > 10:
+        ypad = margin * np.log10(top / bottom)
+        return {"xlim": xlim, "ylim": (bottom / 10**ypad, top * 10**ypad), "yscale": "log", "inf_x": inf_x}
+    if bottom <= 0 < top and top > 10 * max(float(y[y > 0].min()), 1.0):
+        ypad = margin * np.log10(top)
+        return {"xlim": xlim, "ylim": (-0.1, top * 10**ypad), "yscale": "symlog", "inf_x": inf_x}
+    span = max(top - bottom, 1.0)
+    return {"xlim": xlim, "ylim": (bottom - margin * span, top + margin * span), "yscale": "linear", "inf_x": inf_x}
+
+
+def _plot_front(path: Path, evaluations: list[Evaluation], front: list[dict], setup: Setup,
+                config: RunConfig) -> dict:
+    """Every successful evaluation and every front model, on a log compression axis; returns the axes' limits."""
     ok = [e for e in evaluations if e.ok]
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    ax.scatter([_reduction(e.ratios["params"]) for e in ok], [100 * e.error for e in ok], s=10, c="0.75",
-               label=f"all evaluations (val, n={len(ok)})")
-    if front:
-        comp = [r["compression"] for r in front]
-        ax.plot(comp, [100 * r["val_error"] for r in front], "o-", ms=4, label="front (val)")
-        ax.plot(comp, [100 * r["test_error"] for r in front], "s--", ms=4, label="front re-scored (test)")
-    ax.axhline(100 * setup.dense_test_error, color="k", lw=0.8, ls=":", label="dense model (test)")
-    if ok:
-        ax.set_xscale("log")
+    x = np.array([_reduction(e.ratios["params"]) for e in ok], dtype=float)
+    y = np.array([100 * e.error for e in ok], dtype=float)
+    fx = np.array([r["compression"] for r in front], dtype=float)
+    fval = np.array([100 * r["val_error"] for r in front], dtype=float)
+    ftest = np.array([100 * r["test_error"] for r in front], dtype=float)
+    dense = 100 * setup.dense_test_error
+    limits = front_plot_limits(np.concatenate([x, fx]), np.concatenate([y, fval, ftest, [dense]]))
+
+    def at_edge(values: np.ndarray) -> np.ndarray:  # an infinite ratio is drawn at the right edge
+        return np.where(np.isinf(values), limits["inf_x"] or 0.0, values)
+
+    fig, ax = plt.subplots(figsize=(7.0, 4.8))
+    ax.set_xscale("log")
+    if limits["yscale"] == "symlog":
+        ax.set_yscale("symlog", linthresh=1.0, linscale=0.5)
     else:
-        ax.text(0.5, 0.5, "no successful evaluation", transform=ax.transAxes, ha="center")
-    ax.set_xlabel("compression ratio (dense params / stored params)")
-    ax.set_ylabel("error rate (%)")
-    worst = max([100 * setup.dense_test_error * 4, 10.0])
-    ax.set_ylim(0, min(100.0, worst))
+        ax.set_yscale(limits["yscale"])
+    ax.scatter(at_edge(x), y, s=10, c="0.7", label=f"evaluations (val), n={len(ok)}")
+    if len(fx):
+        ax.plot(at_edge(fx), fval, "o-", ms=4, label=f"front (val), {len(fx)} models")
+        ax.plot(at_edge(fx), ftest, "s--", ms=4, label="front re-scored (test)")
+    nothing_kept = int(np.isinf(x).sum())
+    if nothing_kept:
+        ax.axvline(limits["inf_x"], color="0.4", lw=0.8, ls="-.",
+                   label=f"nothing kept (ratio inf), n={nothing_kept}: drawn here")
+    ax.axhline(dense, color="k", lw=0.8, ls=":", label=f"dense model (test), {dense:.3g}%")
+    failed = len(evaluations) - len(ok)
+    if failed:
+        ax.plot([], [], " ", label=f"failed (no error to draw), n={failed}")
+    if not evaluations:
+        ax.text(0.5, 0.5, "no evaluation", transform=ax.transAxes, ha="center")
+    ax.set_xlim(*limits["xlim"])
+    ax.set_ylim(*limits["ylim"])
+    for axis, scale, subs in ((ax.xaxis, "log", (1.0, 2.0, 5.0)), (ax.yaxis, limits["yscale"], (1.0, 2.0, 3.0, 5.0))):
+        if scale == "log":  # ticks at 1, 2, (3,) 5 x 10^k, labelled plainly (0.5, 20, 100), not as powers of ten
+            axis.set_major_locator(ticker.LogLocator(subs=subs))
+            axis.set_minor_formatter(ticker.NullFormatter())
+        axis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.set_xlabel("compression ratio: dense params / compressed params (log scale)")
+    ax.set_ylabel(f"error rate (%{', log scale' if limits['yscale'] != 'linear' else ''})")
     ax.set_title(f"{config.model} on {config.dataset}: {config.search}, {len(evaluations)} true evaluations")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, framealpha=0.9)
     ax.grid(alpha=0.3, which="both")
     _save(fig, path)
+    return limits
 
 
 def _plot_convergence(path: Path, trace: np.ndarray, config: RunConfig) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     ax.plot(np.arange(1, len(trace) + 1), trace)
-    ax.set_xlabel("true evaluations")
-    ax.set_ylabel("hypervolume (val error x params ratio, ref = 1)")
-    ax.set_title(f"{config.name}: convergence")
+    ax.set_xlabel("true evaluations (fine-tunings), in the order they were run")
+    objectives = " x ".join(["val error", *(f"{name} ratio" for name in config.objectives)])
+    ax.set_ylabel("hypervolume of the front so far")
+    ax.set_title(f"{config.name}: hypervolume ({objectives}; reference point 1)", fontsize=10)
     ax.grid(alpha=0.3)
     _save(fig, path)
 

@@ -1,0 +1,36 @@
+"""Training loops: the progress they report, and what a run says on stderr before its first evaluation."""
+
+from __future__ import annotations
+
+import re
+
+from torch import nn
+
+from surrogate_emo.data import load_dataset
+from surrogate_emo.train import fit
+from tests.tiny import tiny_config
+
+
+def test_fit_reports_progress_about_every_percent_and_at_the_end():
+    data = load_dataset("digits").train
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    seen = []
+    assert fit(model, data, 250, seed=0, progress=seen.append) == 250
+    assert seen[0] == 1 and seen[-1] == 250 and seen == sorted(set(seen))
+    assert len(seen) <= 102  # about every 1%: the loop is not slowed by its reporting
+
+
+def test_a_run_says_each_stage_before_its_first_evaluation_and_nothing_without_progress(tmp_path, capsys):
+    from surrogate_emo.pipeline import prepare
+
+    prepare(tiny_config(tmp_path, progress=False))  # trains and caches the base model, silently
+    assert capsys.readouterr().err == ""
+    prepare(tiny_config(tmp_path, progress=True))
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "loading data set digits ..."
+    assert re.fullmatch(r"dense base model loaded from the cache \(.+\.pt\)", lines[1])
+    prepare(tiny_config(tmp_path, progress=True, base_epochs=2.0))  # another base model: trained, with a bar
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert lines[:2] == ["loading data set digits ...", "training the dense base model: mlp, 2 epochs (18 steps)"]
+    assert "base model: 100%" in err and "18/18" in err
