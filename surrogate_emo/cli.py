@@ -21,7 +21,9 @@ The experiment file (TOML or YAML) has these keys:
   methods     one table per method, [methods.<method>]: run options (see surrogate-emo
               run --help; underscores or dashes) over [base]; a method may set its own seeds
   base        run options shared by every method
-  problems    synthetic problems (zdt1, zdt2, zdt3, dtlz2; every objective expensive);
+  problems    synthetic problems, every objective expensive, each as --problem takes it:
+              a pymoo test problem with options ("zdt1", "dtlz7 n_obj=3 ref_point=1,1,7"),
+              a table {name = "dtlz7", n_obj = 3}, or "package.module:factory";
               leave out for the compression problem that [base] describes
   baselines   methods every other method is rank-sum tested against
   jobs        runs at a time (default 1; --jobs overrides it)
