@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import sys
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 
 from surrogate_emo.config import add_config_arguments, config_from_dict, load_config_file
-from surrogate_emo.errors import SurrogateEMOError
+from surrogate_emo.errors import SurrogateEMOError, SurrogateEMOWarning
 
 
 EXPERIMENT_DESCRIPTION = """\
@@ -53,6 +56,40 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _round_floats(value, digits: int = 4):
+    """``value`` with every float (in nested dicts and lists too) rounded to ``digits`` significant digits, for
+    what is printed; the files keep full precision.
+
+    Example:
+        >>> _round_floats({"hv": 0.16752929111, "n": 12, "ratios": [8.6543219, float("inf")]})
+        {'hv': 0.1675, 'n': 12, 'ratios': [8.654, inf]}
+    """
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}") if math.isfinite(value) else value
+    if isinstance(value, dict):
+        return {key: _round_floats(item, digits) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_round_floats(item, digits) for item in value]
+    return value
+
+
+@contextlib.contextmanager
+def _warnings_in_one_line():
+    """Inside: each of our warnings is one line on stderr, ``surrogate-emo: warning: <message>``, with no source
+    line echoed; other warnings are shown as Python shows them."""
+    with warnings.catch_warnings():
+        show = warnings.showwarning
+
+        def one_line(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, SurrogateEMOWarning):
+                print(f"surrogate-emo: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+            else:
+                show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = one_line
+        yield
 
 
 def _version() -> str:
@@ -100,7 +137,8 @@ def _experiment(args: argparse.Namespace) -> int:
     if args.report_only:
         write_experiment_report(experiment)
     else:
-        outcomes = run_experiment(experiment, jobs=args.jobs, progress=args.progress)
+        with _warnings_in_one_line():
+            outcomes = run_experiment(experiment, jobs=args.jobs, progress=args.progress)
         for outcome in outcomes:
             if outcome["status"] != "ran" and not outcome["status"].startswith("skipped"):
                 print(f"{outcome['run']}: {outcome['status']}", file=sys.stderr)
@@ -141,13 +179,14 @@ def _run(args: argparse.Namespace) -> int:
     config = config_from_dict(values)
     from surrogate_emo.pipeline import run  # heavy imports only once the arguments are known to be good
 
-    result = run(config)
+    with _warnings_in_one_line():
+        result = run(config)
     summary = result.summary
     keys = (("problem", "true_evaluations", "failed", "final_hypervolume", "true_front_hypervolume", "front_size",
              "wall_seconds_this_session") if config.problem is not None else
             ("true_evaluations", "failed", "final_hypervolume_val", "dense_test_error",
              "best_compression_within_1pt_test", "best_compression_within_2pt_test", "wall_seconds_this_session"))
-    print(json.dumps({key: summary[key] for key in keys}, indent=2))
+    print(json.dumps(_round_floats({key: summary[key] for key in keys}), indent=2))
     if summary["replayed_from_study"]:
         print(f"resumed: {summary['replayed_from_study']} evaluations came from the study in {result.run_dir}/, "
               f"{summary['evaluated_now']} were run now (another --name starts afresh)")

@@ -186,3 +186,33 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exit:
         main(["--version"])
     assert exit.value.code == 0 and capsys.readouterr().out == f"surrogate-emo {version('surrogate-emo')}\n"
+
+
+def test_printed_results_have_four_significant_digits(finished_run, capsys):
+    _, run_dir = finished_run
+    main(["run", "--name", "e2e", "--output-dir", str(run_dir.parent), "--cache-dir",
+          str(run_dir.parent.parent / "cache"), *TINY])
+    out = capsys.readouterr().out
+    printed = json.loads(out[:out.index("}") + 1])
+    summary = json.loads((run_dir / "summary.json").read_text())  # the file keeps full precision
+    for key, value in printed.items():
+        if isinstance(value, float):
+            assert value == float(f"{summary[key]:.4g}"), key
+
+
+def test_a_corrupt_cache_entry_is_one_warning_line(tmp_path, capsys):
+    import sqlite3
+
+    argv = ["run", "--name", "warm", "--output-dir", str(tmp_path), "--cache-dir", str(tmp_path / "cache"),
+            "--budget", "6", "--pop-size", "3", "--base-epochs", "1", "--finetune-steps", "3", "--no-progress"]
+    assert main(argv) == 0
+    cache = tmp_path / "warm" / "model_cache"
+    with sqlite3.connect(cache / "index.sqlite") as db:
+        key = db.execute("SELECT key FROM entries WHERE kept = 1").fetchone()[0]  # a front model, re-scored below
+    (cache / f"{key}.pt").write_bytes(b"not a model")
+    capsys.readouterr()
+    assert main(argv) == 0  # resumed: the front is re-scored from the cache, and this entry is skipped
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert [line for line in lines if key in line] == [f"surrogate-emo: warning: skipping cache entry {key}.pt: "
+                                                       "checksum mismatch"]
+    assert not any("warnings.warn" in line or "UserWarning" in line for line in lines)
