@@ -6,12 +6,13 @@ import argparse
 import contextlib
 import json
 import math
+import signal
 import sys
 import warnings
 from importlib.metadata import PackageNotFoundError, version
 
 from surrogate_emo.config import add_config_arguments, config_from_dict, load_config_file
-from surrogate_emo.errors import SurrogateEMOError, SurrogateEMOWarning
+from surrogate_emo.errors import RunInterrupted, SurrogateEMOError, SurrogateEMOWarning
 
 
 EXPERIMENT_DESCRIPTION = """\
@@ -154,22 +155,36 @@ def main(argv: list[str] | None = None) -> int:
     """Exit codes: 0 done, 2 bad input or an output that cannot be written (one line on stderr: what was expected,
     what was given), 1 an unexpected error (one line; ``--debug`` shows its traceback)."""
     args = build_parser().parse_args(argv)
+    received = [signal.SIGINT]
+
+    def terminate(signum, _frame):  # SIGTERM stops a run as Ctrl-C does: cleanly, resumable
+        received[0] = signum
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
         if args.command == "experiment":
             return _experiment(args)
         return _run(args)
+    except KeyboardInterrupt as interrupt:
+        if args.debug:
+            raise
+        done = f" after {interrupt.evaluated} evaluations" if isinstance(interrupt, RunInterrupted) else ""
+        print(f"surrogate-emo: interrupted{done}; rerun the same command to resume", file=sys.stderr)
+        return 128 + int(received[0])  # 130 for Ctrl-C, 143 for SIGTERM, as a shell reports them
     except SurrogateEMOError as error:
         if args.debug:
             raise
         print(f"surrogate-emo: error: {_one_line(error)}", file=sys.stderr)
         return 2
-    # (KeyboardInterrupt and SIGTERM are not Exceptions: they are answered here, before the catch-all below)
     except Exception as error:  # noqa: BLE001 - whatever reaches the command line is one line, not a traceback
         if args.debug:
             raise
         print(f"surrogate-emo: error: {type(error).__name__}: {_one_line(error)} "
               "(run with --debug for the traceback)", file=sys.stderr)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run(args: argparse.Namespace) -> int:

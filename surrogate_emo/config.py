@@ -131,7 +131,8 @@ class RunConfig:
 
     def default_name(self) -> str:
         """``quickstart`` when every field of `identity` has its default, else
-        ``<dataset>-<model>-<search>-<first 8 hex of the SHA-256 of the identity>``: each distinct configuration
+        ``<dataset>-<model>-<search>-<first 8 hex of the SHA-256 of the identity>`` (``<problem>-<search>-...`` for a
+        problem run): each distinct configuration
         gets a folder of its own, and rerunning the same command resumes it.
 
         Example:
@@ -144,7 +145,8 @@ class RunConfig:
         if identity == RunConfig(name="quickstart").identity():
             return "quickstart"
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
-        readable = re.sub(r"[^A-Za-z0-9_.]+", "-", f"{self.dataset}-{self.model}-{self.search}").strip("-")
+        what = self.problem.split()[0] if self.problem else f"{self.dataset}-{self.model}"
+        readable = re.sub(r"[^A-Za-z0-9_.]+", "-", f"{what}-{self.search}").strip("-")
         return f"{readable}-{digest}"
 
     def validate(self) -> None:

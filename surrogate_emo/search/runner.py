@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -170,13 +171,19 @@ class TrialRunner:
                                     [n for _, _, n in fresh])
         if todo:
             self._settle(genomes, bar)
-            for trial, evaluation in self._evaluate(todo, np.array(genomes)):
-                if self._cache is not None:
-                    self.evaluator.keep_model(evaluation)  # before the study: a kill in between redoes the trial
-                results[trial] = evaluation
-                self.study.record(self.run_id, trial, evaluation)
-                self.evaluated_now += 1
-                bar.update(1)
+            finished = self._evaluate(todo, np.array(genomes))
+            try:
+                for trial, evaluation in finished:
+                    if self._cache is not None:
+                        self.evaluator.keep_model(evaluation)  # before the study: a kill in between redoes the trial
+                    results[trial] = evaluation
+                    self.study.record(self.run_id, trial, evaluation)
+                    self.evaluated_now += 1
+                    bar.update(1)
+            finally:
+                with warnings.catch_warnings():  # an interrupted batch's cancelled jobs are redone on resume
+                    warnings.filterwarnings("ignore", ".*tasks which were still being processed", UserWarning)
+                    finished.close()
             if self._cache is not None:  # uses in trial order, not in the order the workers finished
                 self._cache.touch([label for trial in trials for label in used_labels(results[trial])])
         for trial in trials:
@@ -203,12 +210,15 @@ class TrialRunner:
 
     def _evaluate(self, todo: list[tuple[int, np.ndarray, dict]], batch: np.ndarray):
         entries = self._warm_sources(batch)
-        # warm-start models are chosen and loaded here, in trial order, one job at a time as joblib asks for them
-        jobs = ((self.evaluator, trial, genome, trial_seed(self.seed, trial), note,
-                 None if entries is None else self.evaluator.warm_source(genome, entries))
-                for trial, genome, note in todo)
-        if self.n_jobs == 1 or len(todo) < 2:
-            return (_evaluate_one(*job) for job in jobs)
+
+        def job(trial, genome, note):  # the warm-start model is chosen and loaded here, in this thread and process
+            start = None if entries is None else self.evaluator.warm_source(genome, entries)
+            return self.evaluator, trial, genome, trial_seed(self.seed, trial), note, start
+
+        if self.n_jobs == 1:  # (a batch of one still goes to the workers: on a cluster they alone fine-tune)
+            return (_evaluate_one(*job(*item)) for item in todo)  # one model in memory at a time
+        # all loaded before joblib starts: it reads its jobs from another thread, and SQLite allows one
+        jobs = [job(*item) for item in todo]
         # joblib's backend is the caller's to choose: parallel_config(backend="dask") spreads this over a cluster
         return Parallel(n_jobs=self.n_jobs, return_as="generator_unordered")(delayed(_evaluate_one)(*job) for job in jobs)
 
