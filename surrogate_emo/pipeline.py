@@ -119,11 +119,14 @@ def check_names(config: RunConfig) -> None:
 
 
 def check_outputs(config: RunConfig) -> None:
-    """Fail now, not after the search, when the run folder or the study cannot be written, or the study file is
-    not a readable study (it is opened and closed again, unchanged: `StudyError`).
+    """Fail now, before any data is loaded or model trained, when the run folder or the study cannot be written,
+    the study file is not a readable study (`StudyError`; it is left unchanged), or it holds this run with another
+    configuration (`StudyMismatchError`).
 
     Raises:
         OutputError: ``cannot write to <path>: <reason>``.
+        StudyError: the study file is not a readable SQLite study.
+        StudyMismatchError: the study holds a run of this name with another configuration.
     """
     study = Path(config.study) if config.study else config.run_dir / "study.sqlite"
     for folder in dict.fromkeys((config.run_dir, study.parent)):
@@ -133,8 +136,12 @@ def check_outputs(config: RunConfig) -> None:
                 pass
         except OSError as error:
             raise OutputError.writing(folder, error) from error
-    if study.exists():
-        Study(study).close()
+    if study.exists():  # readable, and holding no run of this name with another configuration
+        opened = Study(study)
+        try:
+            opened.check_run(config.name, study_key(config), ignore=UNUSED_FIELDS.get(config.search, ()))
+        finally:
+            opened.close()
 
 
 def make_search(config: RunConfig, setup: Setup) -> Search:
@@ -189,6 +196,11 @@ def rescore_front(setup: Setup, evaluations: list[Evaluation], config: RunConfig
     return rows
 
 
+def study_key(config: RunConfig, identity: dict | None = None) -> dict:
+    """What the study keys a run by: the configuration less the `RESUMABLE_FIELDS`, plus ``identity``."""
+    return {**{k: v for k, v in config.to_dict().items() if k not in RESUMABLE_FIELDS}, **(identity or {})}
+
+
 def run_in_study(config: RunConfig, evaluator, search: Search, identity: dict | None = None,
                  info: dict | None = None) -> TrialRunner:
     """Run (or resume) ``search`` against ``evaluator`` in the run's study, under the configured budget; the
@@ -200,8 +212,7 @@ def run_in_study(config: RunConfig, evaluator, search: Search, identity: dict | 
     # spare threads do not spin against the other runs of an experiment
     limits = threadpool_limits(limits=config.threads)
     try:
-        key = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_FIELDS}
-        run_id = study.open_run(config.name, {**key, **(identity or {})}, ignore=UNUSED_FIELDS.get(config.search, ()))
+        run_id = study.open_run(config.name, study_key(config, identity), ignore=UNUSED_FIELDS.get(config.search, ()))
         if info:
             study.set_info(run_id, **info)
         with evaluation_backend(config.n_jobs, config.dask_scheduler) as n_jobs:  # this machine or a cluster

@@ -83,22 +83,31 @@ class Study:
 
     def open_run(self, name: str, config: dict, ignore: tuple[str, ...] = ()) -> int:
         """Create run ``name`` or reopen it; reopening with a different ``config`` (outside ``ignore``) is an error."""
-        row = self._db.execute("SELECT run_id, config FROM runs WHERE name = ?", (name,)).fetchone()
+        self.check_run(name, config, ignore)
+        row = self._db.execute("SELECT run_id FROM runs WHERE name = ?", (name,)).fetchone()
+        if row is not None:
+            return int(row[0])
+        with self._db:
+            cursor = self._db.execute("INSERT INTO runs (name, config, created) VALUES (?, ?, ?)",
+                                      (name, json.dumps(config, sort_keys=True, default=str), _now()))
+        return int(cursor.lastrowid)
+
+    def check_run(self, name: str, config: dict, ignore: tuple[str, ...] = ()) -> None:
+        """Raise `StudyMismatchError` naming the differing keys if run ``name`` exists with another ``config``.
+
+        Only keys both configurations hold are compared: a key the stored run lacks was added by a later version
+        of the package, and one the given configuration lacks no longer defines a run (it became resumable)."""
+        row = self._db.execute("SELECT config FROM runs WHERE name = ?", (name,)).fetchone()
         if row is None:
-            with self._db:
-                cursor = self._db.execute("INSERT INTO runs (name, config, created) VALUES (?, ?, ?)",
-                                          (name, json.dumps(config, sort_keys=True, default=str), _now()))
-            return int(cursor.lastrowid)
-        stored = json.loads(row[1])
+            return
+        stored = json.loads(row[0])
         current = json.loads(json.dumps(config, default=str))
-        # a key the stored run lacks was added by a later version of the package: not a change of this run
-        changed = sorted(key for key in set(stored) | set(current)
-                         if key not in ignore and key in stored and stored.get(key) != current.get(key))
+        changed = sorted(key for key in set(stored) & set(current)
+                         if key not in ignore and stored[key] != current[key])
         if changed:
-            details = "; ".join(f"{key}: stored {stored.get(key)!r}, given {current.get(key)!r}" for key in changed)
+            details = "; ".join(f"{key}: stored {stored[key]!r}, given {current[key]!r}" for key in changed)
             raise StudyMismatchError(f"run {name!r} in {self.path} was started with another configuration ({details}). "
                                      "Resume it with the same settings, or choose another run name.")
-        return int(row[0])
 
     def set_info(self, run_id: int, **info) -> None:
         """Merge JSON-able facts about a run (dense errors, timings, ...) into its ``info``."""

@@ -167,3 +167,24 @@ def test_a_stored_genome_that_differs_from_the_replayed_one_stops_the_resume(tmp
         db.execute("UPDATE evaluations SET genome = ? WHERE trial = 3", (json.dumps(genome),))
     with pytest.raises(StudyMismatchError, match=r"\btrial 3\b"):
         run(config)
+
+
+def test_another_configuration_is_refused_before_any_data_or_training(tmp_path):
+    run(tiny_config(tmp_path, budget=4))
+    fresh_cache = tmp_path / "fresh_cache"
+    with pytest.raises(StudyMismatchError, match="seed: stored 0, given 1"):
+        run(tiny_config(tmp_path, budget=4, seed=1, cache_dir=str(fresh_cache)))
+    assert not fresh_cache.exists()  # refused before the base model was trained
+
+
+def test_a_study_whose_stored_keys_became_resumable_still_resumes(tmp_path):
+    """Studies written before cache_dir could change on resume stored it: a key the given configuration no
+    longer holds is not compared (the committed quickstart study is such a study)."""
+    import json
+
+    run(tiny_config(tmp_path, budget=4))
+    with sqlite3.connect(tmp_path / "results" / "tiny" / "study.sqlite") as db:
+        stored = json.loads(db.execute("SELECT config FROM runs").fetchone()[0])
+        stored["cache_dir"] = "~/.cache/surrogate_emo"
+        db.execute("UPDATE runs SET config = ?", (json.dumps(stored),))
+    assert run(tiny_config(tmp_path, budget=4)).summary["replayed_from_study"] == 4
