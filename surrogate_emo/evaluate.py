@@ -58,6 +58,11 @@ def objective_vector(evaluation: Evaluation, cheap: tuple[str, ...] | list[str])
     return np.array([error] + [evaluation.ratios[name] for name in cheap], dtype=np.float64)
 
 
+class _CacheElsewhere:
+    """An evaluator's model cache as a worker process sees it: it lives with the search, so `Evaluator.evaluate`
+    returns the fine-tuned weights (``model_state``) for the search's process to keep, and nothing else is done."""
+
+
 def cache_label(seed: int) -> str:
     """The cache label of the model an evaluation with ``seed`` fine-tuned."""
     return f"seed {seed}"
@@ -111,6 +116,8 @@ class Evaluator:
         state = dict(self.__dict__)
         if self.data_source is not None:
             state["data"] = None
+        if self.cache is not None:  # a worker (maybe on another machine) never opens the cache: it returns weights
+            state["cache"] = _CacheElsewhere()
         return state
 
     def __setstate__(self, state: dict) -> None:

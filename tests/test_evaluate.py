@@ -68,6 +68,25 @@ def test_a_pickled_evaluator_reloads_its_data_and_gives_the_same_result(setup):
     assert clone(genome, seed=5).error == setup.evaluator(genome, seed=5).error
 
 
+def test_a_worker_on_another_machine_never_opens_the_model_cache(setup, tmp_path):
+    """Workers only fine-tune: a pickled evaluator whose cache folder does not exist where it runs (another
+    machine of a cluster) evaluates, hands back the weights for the search's process to keep, and creates
+    nothing."""
+    import pickle
+    import shutil
+
+    from surrogate_emo.cache import ModelCache
+
+    evaluator = Evaluator(setup.base, setup.data, setup.evaluator.cost_model, steps=3,
+                          cache=ModelCache(tmp_path / "cache"))
+    evaluator.data_source = {"name": "digits", "data_dir": None, "seed": 0}
+    payload = pickle.dumps(evaluator)
+    shutil.rmtree(tmp_path / "cache")
+    worker = pickle.loads(payload)
+    evaluation = worker.evaluate(np.full(setup.space.dim, 0.6), seed=1)
+    assert evaluation.ok and evaluation.model_state and not (tmp_path / "cache").exists()
+
+
 def test_parallel_evaluation_matches_sequential(tmp_path):
     from surrogate_emo.pipeline import run
 

@@ -144,8 +144,10 @@ def test_sigterm_and_ctrl_c_stop_cleanly_and_the_rerun_finishes_the_same_archive
     command = [sys.executable, "-m", "surrogate_emo.cli", "run", "--name", "tiny", "--output-dir",
                str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache"), "--budget", "24", "--pop-size", "8",
                "--base-epochs", "3", "--finetune-steps", "30", "--n-jobs", "2", "--no-progress", "--no-final-test"]
+    # its own process group, so Ctrl-C reaches the workers too, and SIGINT at its default even where this test was
+    # started with it ignored (as a non-interactive shell starts a background job)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)  # its own process group: Ctrl-C reaches the workers too
+                               start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     database = tmp_path / "results" / "tiny" / "study.sqlite"
     deadline, rows, workers = time.time() + 180, [], []
     while time.time() < deadline and process.poll() is None:

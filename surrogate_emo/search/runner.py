@@ -103,7 +103,7 @@ class TrialRunner:
         order, with the warm-start sources and cache state of the batch's start."""
         trials = sorted(self._stored)[: self.budget]
         batch = self._interrupted_batch(trials)
-        before = [t for t in trials if t not in set(batch)]
+        before = sorted(set(trials) - set(batch))
         for trial in before:
             self._append(trial, self._stored[trial])
             self.replayed += 1
