@@ -62,12 +62,13 @@ class RunConfig:
     name: str | None = _opt(None, "run name: outputs go to <output_dir>/<name>/ and the study keys runs by it",
                             OUTPUTS, shown="quickstart for the default settings, else <dataset>-<model>-<search>-"
                                            "<hash of the settings>")
-    dataset: str = _opt("digits", "data set: digits (bundled), fashion-mnist (Debian package), idx (--data-dir)",
-                        DATA, choices=("digits", "fashion-mnist", "idx"))
-    data_dir: str | None = _opt(None, "folder of MNIST-format IDX files (MNIST, Fashion-MNIST, KMNIST)", DATA)
+    dataset: str = _opt("digits", "data set: digits (bundled), fashion-mnist (Debian package), idx (--data-dir), "
+                                  "cifar10 (--data-dir)", DATA, choices=("digits", "fashion-mnist", "idx", "cifar10"))
+    data_dir: str | None = _opt(None, "folder of MNIST-format IDX files (MNIST, Fashion-MNIST, KMNIST), or of "
+                                      "CIFAR-10's binary batches", DATA)
     data_seed: int = _opt(0, "seed of the fixed train/validation/test split", DATA)
     model: str = _opt("mlp", "model: a built-in network, or package.module:factory(input_shape, n_classes)",
-                    DATA, names=("mlp", "lenet-300-100", "lenet-5"))
+                    DATA, names=("mlp", "lenet-300-100", "lenet-5", "vgg-small"))
     layers: list[str] | None = _opt(None, "names of the layers to compress", COMPRESSION,
                                      shown="every Linear and Conv2d")
     decades: float = _opt(3.0, "decades spanned by the log-scale keep fraction of each gene", COMPRESSION)

@@ -1,7 +1,11 @@
 """Data sets held in memory as tensors, with a fixed train / validation / test split.
 
 Nothing here downloads: the default is scikit-learn's bundled digits; Fashion-MNIST comes from the Debian
-package ``dataset-fashion-mnist``; any folder of MNIST-format IDX files works through ``data_dir``.
+package ``dataset-fashion-mnist``; any folder of MNIST-format IDX files works through ``data_dir``, and so does
+CIFAR-10's binary version (``data_batch_1.bin`` ... ``test_batch.bin``).
+
+Every split is standardised per channel with the mean and standard deviation of that channel over the training
+images (one channel, as in the grey-scale sets: one mean and one deviation over all training pixels).
 """
 
 from __future__ import annotations
@@ -17,12 +21,15 @@ import torch
 from surrogate_emo.errors import ConfigError, DataError
 
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)
-DATASETS = ("digits", "fashion-mnist", "idx")
+DATASETS = ("digits", "fashion-mnist", "idx", "cifar10")
+CIFAR10_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6)) + ("test_batch.bin",)
+CIFAR10_SUBDIR = "cifar-10-batches-bin"  # the folder cifar-10-binary.tar.gz unpacks into
+CIFAR10_RECORD = 1 + 3 * 32 * 32  # one label byte, then 3 x 32 x 32 pixels, channel-major
 
 
 @dataclass(frozen=True)
 class Split:
-    """Inputs `N x C x H x W` (float32, standardised with train statistics) and labels `N` (int64)."""
+    """Inputs `N x C x H x W` (float32, standardised per channel with train statistics) and labels `N` (int64)."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -52,8 +59,10 @@ def load_dataset(name: str = "digits", data_dir: str | None = None, seed: int = 
 
     Args:
         name: ``digits`` (bundled with scikit-learn), ``fashion-mnist`` (Debian package or ``data_dir``),
-            or ``idx`` (any MNIST-format folder given by ``data_dir``: MNIST, Fashion-MNIST, KMNIST).
-        data_dir: folder of IDX files (``train-images-idx3-ubyte[.gz]`` and friends).
+            ``idx`` (any MNIST-format folder given by ``data_dir``: MNIST, Fashion-MNIST, KMNIST), or ``cifar10``
+            (CIFAR-10's binary batches in ``data_dir`` or in its ``cifar-10-batches-bin`` subfolder; the five
+            training batches are the pool split into train and validation, ``test_batch.bin`` is the test split).
+        data_dir: folder of IDX files (``train-images-idx3-ubyte[.gz]`` and friends) or of CIFAR-10's batches.
         seed: fixes which samples land in which split.
         val_size: fraction of the training pool held out for validation.
         test_size: fraction held out for test where the data set has no test split of its own (digits).
@@ -73,10 +82,15 @@ def load_dataset(name: str = "digits", data_dir: str | None = None, seed: int = 
         folder = _find_idx_dir(name, data_dir)
         x_pool, y_pool = _read_idx_pair(folder, "train")
         x_test, y_test = _read_idx_pair(folder, "t10k")
+    elif name == "cifar10":
+        if not data_dir:
+            raise ConfigError("data set 'cifar10' needs data_dir (--data-dir): a folder holding CIFAR-10's binary "
+                              "batches data_batch_1.bin ... data_batch_5.bin and test_batch.bin")
+        x_pool, y_pool, x_test, y_test = _read_cifar10(Path(data_dir))
     else:
         raise ConfigError(f"unknown data set {name!r}; expected one of {', '.join(DATASETS)}")
     x_train, y_train, x_val, y_val = _holdout(x_pool, y_pool, val_size, seed + 1)
-    mean, std = float(x_train.mean()), float(x_train.std()) or 1.0
+    mean, std = _channel_stats(x_train)
     return DataSplits(
         name=name,
         train=_to_split(x_train, y_train, mean, std),
@@ -101,9 +115,65 @@ def _holdout(x: np.ndarray, y: np.ndarray, fraction: float, seed: int):
     return x_keep, y_keep, x_out, y_out
 
 
-def _to_split(x: np.ndarray, y: np.ndarray, mean: float, std: float) -> Split:
-    images = torch.from_numpy(((x - mean) / std).astype(np.float32)).unsqueeze(1)
-    return Split(x=images.contiguous(), y=torch.from_numpy(y.astype(np.int64)))
+def _channel_stats(x: np.ndarray) -> tuple[list[float], list[float]]:
+    """Mean and standard deviation (1 where it is 0) of each channel of `N x C x H x W` (`N x H x W`: one)."""
+    channels = [x] if x.ndim == 3 else [x[:, channel] for channel in range(x.shape[1])]
+    return [float(c.mean()) for c in channels], [float(c.std()) or 1.0 for c in channels]
+
+
+def _to_split(x: np.ndarray, y: np.ndarray, mean: list[float], std: list[float]) -> Split:
+    images = x[:, None] if x.ndim == 3 else x  # N x H x W (grey) -> N x 1 x H x W
+    scaled = np.empty(images.shape, dtype=np.float32)
+    for channel, (m, s) in enumerate(zip(mean, std)):
+        scaled[:, channel] = (images[:, channel] - m) / s
+    return Split(x=torch.from_numpy(scaled), y=torch.from_numpy(y.astype(np.int64)))
+
+
+def _read_cifar10(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """CIFAR-10's binary batches in ``folder`` or in ``folder/cifar-10-batches-bin``.
+
+    Returns:
+        ``(x_pool, y_pool, x_test, y_test)``: the five training batches and the test batch, images
+        `N x 3 x 32 x 32` float32 in `[0, 1]`, labels `N` int64.
+
+    Raises:
+        DataError: no batch file is there (the message says what to get and where to put it), some are
+            missing, or one is not a whole number of 3073-byte records.
+    """
+    source = (f"the 'CIFAR-10 binary version' archive, cifar-10-binary.tar.gz from "
+              f"https://www.cs.toronto.edu/~kriz/cifar.html, unpacked into {folder}")
+    for candidate in (folder, folder / CIFAR10_SUBDIR):
+        present = [name for name in CIFAR10_FILES if (candidate / name).is_file()]
+        if present:
+            missing = [name for name in CIFAR10_FILES if name not in present]
+            if missing:
+                raise DataError(f"CIFAR-10 in {candidate} is incomplete: {', '.join(missing)} missing; expected "
+                                f"data_batch_1.bin ... data_batch_5.bin and test_batch.bin ({source})")
+            batches = [_read_cifar10_batch(candidate / name) for name in CIFAR10_FILES]
+            x_pool = np.concatenate([x for x, _ in batches[:-1]])
+            y_pool = np.concatenate([y for _, y in batches[:-1]])
+            return x_pool, y_pool, *batches[-1]
+    archive = folder / "cifar-10-binary.tar.gz"
+    unpack = f"; {archive} is there: unpack it with `tar xzf {archive} -C {folder}`" if archive.is_file() else ""
+    raise DataError(f"CIFAR-10 not found in {folder}: expected data_batch_1.bin ... data_batch_5.bin and "
+                    f"test_batch.bin, there or in {folder / CIFAR10_SUBDIR} ({source}){unpack}")
+
+
+def _read_cifar10_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file: records of one label byte (0..9) and 3072 pixel bytes, channel-major (R, G, B planes)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise DataError(f"{path} could not be read: {error}") from error
+    if not raw or len(raw) % CIFAR10_RECORD:
+        raise DataError(f"{path}: expected a positive multiple of {CIFAR10_RECORD} bytes (records of 1 label byte "
+                        f"and 3072 pixel bytes), got {len(raw)} bytes")
+    records = np.frombuffer(raw, dtype=np.uint8).reshape(-1, CIFAR10_RECORD)
+    labels = records[:, 0].astype(np.int64)
+    if labels.max() > 9:
+        first = int(np.argmax(labels > 9))
+        raise DataError(f"{path}: expected labels 0..9, got {labels[first]} in record {first}")
+    return records[:, 1:].reshape(-1, 3, 32, 32).astype(np.float32) / 255.0, labels
 
 
 def _find_idx_dir(name: str, data_dir: str | None) -> Path:

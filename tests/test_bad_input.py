@@ -71,11 +71,11 @@ def test_a_config_file_of_binary_bytes_is_one_line(tmp_path, capsys):
     ("search", "collections:OrderedDict", "must name a subclass of surrogate_emo.search.Search"),
     ("surrogate", "gpp", "unknown surrogate 'gpp'; known: gp, rf"),
     ("infill", "ehvi-lazzy", "unknown infill criterion 'ehvi-lazzy'"),
-    ("model", "resnet", "unknown model 'resnet'; known: lenet-300-100, lenet-5, mlp"),
+    ("model", "resnet", "unknown model 'resnet'; known: lenet-300-100, lenet-5, mlp, vgg-small"),
     ("model", "collections:OrderedDict", "model factory 'collections:OrderedDict' must be callable as "
                                          "factory(input_shape, n_classes) -> torch.nn.Module"),
     ("model", "math:pi", "model factory 'math:pi' must be callable"),
-    ("dataset", "cifar", "unknown data set 'cifar'; expected one of digits, fashion-mnist, idx"),
+    ("dataset", "cifar", "unknown data set 'cifar'; expected one of digits, fashion-mnist, idx, cifar10"),
     ("objectives", ["params", "flops"], "objectives must be a non-empty list from ['params', 'bytes', 'macs']"),
 ])
 def test_unknown_names_fail_before_any_data_is_loaded_or_model_trained(tmp_path, monkeypatch, field, value,

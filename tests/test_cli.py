@@ -61,13 +61,14 @@ def test_a_run_where_every_fine_tune_diverges_still_finishes(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--model", "resnet"], "unknown model 'resnet'; known: lenet-300-100, lenet-5, mlp"),
+    (["--model", "resnet"], "unknown model 'resnet'; known: lenet-300-100, lenet-5, mlp, vgg-small"),
     (["--search", "cmaes"], "unknown search 'cmaes'; known: botorch, nsga2, random, surrogate"),
     (["--model", "lenet-5"], "lenet-5 needs inputs of at least 16x16 pixels (28x28 intended), got 8x8"),
     (["--layers", "9"], "layers ['9'] are not Linear/Conv2d layers of the model"),
     (["--budget", "0"], "budget must be an integer >= 1, got 0"),
     (["--lr", "1e12", "--base-epochs", "1"], "training the dense base model diverged"),
     (["--dataset", "idx"], "data set 'idx' needs data_dir"),
+    (["--dataset", "cifar10"], "data set 'cifar10' needs data_dir"),
     (["--config", "nowhere.toml"], "config file 'nowhere.toml' does not exist"),
 ])
 def test_bad_input_is_a_clear_error_not_a_traceback(tmp_path, capsys, argv, message):
@@ -166,7 +167,7 @@ def test_run_help_shows_groups_in_order_and_each_default_once(capsys):
     flat = " ".join(text.split())
     assert "(default: none)" not in flat.lower() and "``" not in flat
     assert flat.count("(default:") == len(dataclasses.fields(RunConfig))  # once per option, none doubled
-    assert "--dataset {digits,fashion-mnist,idx}" in flat and "(default: 300)" in flat
+    assert "--dataset {digits,fashion-mnist,idx,cifar10}" in flat and "(default: 300)" in flat
     assert "--search {nsga2,random,surrogate,botorch}" in flat and "package.module:Class" in flat
 
 

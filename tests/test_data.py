@@ -124,7 +124,7 @@ def test_unknown_data_set_lists_known_names():
         load_dataset("cifar-10")
     message = str(info.value)
     assert "cifar-10" in message
-    assert all(name in message for name in ("digits", "fashion-mnist", "idx"))
+    assert all(name in message for name in ("digits", "fashion-mnist", "idx", "cifar10"))
 
 
 # ---------------------------------------------------------------- IDX files
@@ -234,6 +234,144 @@ def test_images_and_labels_of_different_lengths_are_rejected(tmp_path):
     write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.zeros(39, dtype=np.uint8))
     with pytest.raises(DataError, match=r"\(40, 6, 6\) and \(39,\)"):
         load_dataset("idx", data_dir=str(tmp_path))
+
+
+# ---------------------------------------------------------------- CIFAR-10 (binary version)
+
+
+def write_cifar(folder: Path, n: int = 20) -> tuple[np.ndarray, ...]:
+    """Six CIFAR-10 batch files of ``n`` records: labels ``i % 10`` (balanced), pixels from a per-batch seed with a
+    different range in each channel (R in 0..99, G in 100..179, B in 200..255). Returns pool and test arrays."""
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = []
+    for index, name in enumerate(data_module.CIFAR10_FILES):
+        rng = np.random.default_rng(index)
+        images = np.stack([rng.integers(low, high, (n, 32, 32)) for low, high in ((0, 100), (100, 180), (200, 256))],
+                          axis=1).astype(np.uint8)
+        labels = ((np.arange(n) + index) % 10).astype(np.uint8)
+        records = np.concatenate([labels[:, None], images.reshape(n, -1)], axis=1)  # 1 + 3072 bytes each
+        (folder / name).write_bytes(records.tobytes())
+        arrays.append((images, labels))
+    pool_images = np.concatenate([images for images, _ in arrays[:5]])
+    pool_labels = np.concatenate([labels for _, labels in arrays[:5]])
+    return pool_images, pool_labels, *arrays[5]
+
+
+def test_read_cifar10_batches(tmp_path):
+    pool_images, pool_labels, test_images, test_labels = write_cifar(tmp_path)
+    x_pool, y_pool, x_test, y_test = data_module._read_cifar10(tmp_path)
+    assert x_pool.shape == (100, 3, 32, 32) and x_test.shape == (20, 3, 32, 32)
+    assert x_pool.dtype == np.float32 and y_pool.dtype == np.int64
+    np.testing.assert_array_equal(y_pool, pool_labels)
+    np.testing.assert_array_equal(y_test, test_labels)
+    np.testing.assert_array_equal(x_pool, pool_images.astype(np.float32) / 255.0)
+    np.testing.assert_array_equal(x_test, test_images.astype(np.float32) / 255.0)
+
+
+def test_cifar10_record_is_label_then_channel_major_planes(tmp_path):
+    record = bytes([7]) + bytes([10]) * 1024 + bytes([20]) * 1024 + bytes([30]) * 1023 + bytes([40])
+    path = tmp_path / "data_batch_1.bin"
+    path.write_bytes(record * 2)
+    images, labels = data_module._read_cifar10_batch(path)
+    assert labels.tolist() == [7, 7]
+    assert images.shape == (2, 3, 32, 32)
+    assert [round(float(images[0, c, 0, 0]) * 255) for c in range(3)] == [10, 20, 30]
+    assert round(float(images[1, 2, 31, 31]) * 255) == 40 and round(float(images[1, 2, 31, 30]) * 255) == 30
+
+
+def test_load_cifar10_splits_and_standardises_per_channel(tmp_path):
+    pool_images, pool_labels, test_images, test_labels = write_cifar(tmp_path)
+    data = load_dataset("cifar10", data_dir=str(tmp_path), seed=0)
+    assert data.name == "cifar10" and data.input_shape == (3, 32, 32) and data.n_classes == 10
+    assert (len(data.train), len(data.val), len(data.test)) == (80, 20, 20)
+    # the test split is test_batch.bin, in order; train and validation partition the five training batches
+    torch.testing.assert_close(data.test.y, torch.from_numpy(test_labels.astype(np.int64)))
+    assert sorted(torch.cat([data.train.y, data.val.y]).tolist()) == sorted(pool_labels.tolist())
+    assert torch.bincount(data.val.y, minlength=10).tolist() == [2] * 10  # stratified
+    # each channel of the training images has mean 0 and deviation 1 (the channels' raw ranges differ)
+    for channel in range(3):
+        values = data.train.x[:, channel].double()
+        assert values.mean().item() == pytest.approx(0.0, abs=1e-5)
+        assert values.std(unbiased=False).item() == pytest.approx(1.0, abs=1e-4)
+        # the test images get the train statistics: affine in the raw pixels, increasing
+        raw = test_images[:, channel].astype(np.float64).ravel()
+        slope, intercept = np.polyfit(raw, data.test.x[:, channel].numpy().ravel(), 1)
+        np.testing.assert_allclose(data.test.x[:, channel].numpy().ravel(), slope * raw + intercept, atol=1e-4)
+        assert slope > 0
+    same = load_dataset("cifar10", data_dir=str(tmp_path), seed=0)
+    assert torch.equal(same.val.y, data.val.y) and torch.equal(same.train.x, data.train.x)
+
+
+def test_load_cifar10_from_the_unpacked_archive_folder(tmp_path):
+    write_cifar(tmp_path / data_module.CIFAR10_SUBDIR)
+    data = load_dataset("cifar10", data_dir=str(tmp_path))
+    assert (len(data.train) + len(data.val), len(data.test)) == (100, 20)
+
+
+@pytest.mark.parametrize("where", ["empty", "absent"])
+def test_missing_cifar10_says_what_to_get_and_where(tmp_path, where):
+    folder = tmp_path / "cifar"
+    if where == "empty":
+        folder.mkdir()
+    with pytest.raises(DataError) as info:
+        load_dataset("cifar10", data_dir=str(folder))
+    message = str(info.value)
+    assert message.startswith(f"CIFAR-10 not found in {folder}: expected data_batch_1.bin ... data_batch_5.bin "
+                              f"and test_batch.bin")
+    assert "cifar-10-binary.tar.gz" in message and str(folder / "cifar-10-batches-bin") in message
+    assert isinstance(info.value, FileNotFoundError)
+
+
+def test_packed_cifar10_archive_says_unpack_it(tmp_path):
+    (tmp_path / "cifar-10-binary.tar.gz").write_bytes(b"not unpacked")
+    with pytest.raises(DataError, match="unpack it with `tar xzf"):
+        load_dataset("cifar10", data_dir=str(tmp_path))
+
+
+def test_incomplete_cifar10_names_the_missing_files(tmp_path):
+    write_cifar(tmp_path)
+    (tmp_path / "data_batch_3.bin").unlink()
+    (tmp_path / "test_batch.bin").unlink()
+    with pytest.raises(DataError, match="data_batch_3.bin, test_batch.bin missing"):
+        load_dataset("cifar10", data_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize("cut", [1, 20 * 3073], ids=["one-byte-short", "empty"])
+def test_cifar10_file_of_wrong_size_names_file_and_sizes(tmp_path, cut):
+    write_cifar(tmp_path)
+    path = tmp_path / "data_batch_2.bin"
+    path.write_bytes(path.read_bytes()[:-cut])
+    with pytest.raises(DataError) as info:
+        load_dataset("cifar10", data_dir=str(tmp_path))
+    assert str(info.value) == (f"{path}: expected a positive multiple of 3073 bytes (records of 1 label byte and "
+                               f"3072 pixel bytes), got {20 * 3073 - cut} bytes")
+
+
+def test_cifar10_label_out_of_range(tmp_path):
+    write_cifar(tmp_path)
+    path = tmp_path / "test_batch.bin"
+    raw = bytearray(path.read_bytes())
+    raw[3 * 3073] = 12  # the label byte of record 3
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=r"expected labels 0..9, got 12 in record 3"):
+        load_dataset("cifar10", data_dir=str(tmp_path))
+
+
+def test_cifar10_run_with_vgg_small_end_to_end(tmp_path):
+    from tiny import tiny_config
+
+    from surrogate_emo.pipeline import run
+
+    write_cifar(tmp_path / "cifar")
+    result = run(tiny_config(tmp_path, dataset="cifar10", data_dir=str(tmp_path / "cifar"), model="vgg-small",
+                             search="random", budget=2, pop_size=2, base_epochs=1.0, finetune_steps=1))
+    assert len(result.evaluations) == 2 and all(e.ok for e in result.evaluations)
+    assert result.front
+
+
+def test_cifar10_without_data_dir_is_a_config_error():
+    with pytest.raises(ConfigError, match="data set 'cifar10' needs data_dir"):
+        load_dataset("cifar10")
 
 
 # ---------------------------------------------------------------- Fashion-MNIST (Debian package)
