@@ -85,6 +85,8 @@ class ModelCache:
         path = self.directory / "index.sqlite"
         try:
             return _connect(path)
+        except sqlite3.OperationalError:  # locked or unwritable, not damaged: never move a healthy index aside
+            raise
         except sqlite3.DatabaseError as error:  # garbage or truncated bytes: not a database
             aside = path.with_name(path.name + ".bad")
             warnings.warn(f"model cache index {path} is unreadable ({error}); moved it to {aside.name} and "
@@ -126,11 +128,13 @@ class ModelCache:
         """Drop the least recently used entries, neither kept nor among the genomes ``protect``, until the cache
         holds at most ``max_bytes``. Deterministic: the order is the ``used`` ticks alone."""
         protected = {genome_key(genome) for genome in protect}
-        total = self._db.execute("SELECT COALESCE(SUM(bytes), 0) FROM entries").fetchone()[0]
-        for key, size in self._db.execute("SELECT key, bytes FROM entries WHERE kept = 0 ORDER BY used").fetchall():
+        sizes = self._db.execute("SELECT key, bytes, kept FROM entries ORDER BY used").fetchall()
+        # the protected models count for nothing: the bound held before they were put
+        total = sum(size for key, size, _ in sizes if key not in protected)
+        for key, size, kept in sizes:
             if total <= self.max_bytes:
                 break
-            if key not in protected:
+            if not kept and key not in protected:
                 self._drop(key)
                 total -= size
 
@@ -153,9 +157,10 @@ class ModelCache:
         """Mark the entries labelled ``labels`` as used, in that order (the last is the most recent). Loading does
         not count as use: whoever owns the cache says what was used, in an order that does not depend on timing,
         so the least recently used entry, and so eviction, is the same in every run of the same trials."""
+        first = self._tick()
         with self._db:
-            for label in labels:
-                self._db.execute("UPDATE entries SET used = ? WHERE label = ?", (self._tick(), label))
+            self._db.executemany("UPDATE entries SET used = ? WHERE label = ?",
+                                 [(first + i, label) for i, label in enumerate(labels)])
 
     def entries(self) -> list[tuple[np.ndarray, str]]:
         """(genome, label) of every entry."""

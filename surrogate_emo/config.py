@@ -127,8 +127,10 @@ class RunConfig:
             self.name = self.default_name()
 
     def identity(self) -> dict:
-        """The fields that define what the trials compute: all but the run name and the `RESUMABLE_FIELDS`."""
-        return {key: value for key, value in self.to_dict().items() if key not in RESUMABLE_FIELDS and key != "name"}
+        """The fields that define what the trials compute: all but the run name, the `RESUMABLE_FIELDS` and the
+        fields the configured search never reads (`UNUSED_FIELDS`)."""
+        ignored = {"name", *RESUMABLE_FIELDS, *UNUSED_FIELDS.get(self.search, ())}
+        return {key: value for key, value in self.to_dict().items() if key not in ignored}
 
     def default_name(self) -> str:
         """``quickstart`` when every field of `identity` has its default, else

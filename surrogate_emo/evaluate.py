@@ -221,11 +221,11 @@ class Evaluator:
         if self.cache is not None and state is not None:
             self.cache.put(evaluation.genome, state, label=cache_label(evaluation.seed))
 
-    def __call__(self, genome, seed: int, warm_sources: list[tuple[np.ndarray, str]] | None = None) -> Evaluation:
-        """Fine-tune and score ``genome`` in this process; with a cache, warm-start from the nearest model among
-        ``warm_sources`` (cache entries, default: all of them) and keep the result in the cache."""
+    def __call__(self, genome, seed: int) -> Evaluation:
+        """Fine-tune and score ``genome`` in this process; with a cache, warm-start from the nearest cached model
+        that holds its structure and keep the result in the cache (a run's `TrialRunner` does these steps itself)."""
         vector = self.space.validate(genome)
-        start = self.warm_source(vector, warm_sources)
+        start = self.warm_source(vector)
         evaluation = self.evaluate(vector, seed, start)
         self.keep_model(evaluation)
         if self.cache is not None:

@@ -173,12 +173,9 @@ def run_one(spec: RunSpec) -> dict:
     started = time.perf_counter()
     (spec.run_dir / "error.txt").unlink(missing_ok=True)  # an earlier failure is retried, not reported again
     try:
-        from surrogate_emo.pipeline import check_names
-
-        check_names(spec.config)  # a misspelt name fails this run at once, before it loads data or trains
         from surrogate_emo.pipeline import run
 
-        run(spec.config)  # a synthetic run's config names its problem
+        run(spec.config)  # checks its names first: a misspelt one fails this run before it loads data or trains
     except Exception as error:  # noqa: BLE001 - one broken run must not stop the others; its reason is kept
         spec.run_dir.mkdir(parents=True, exist_ok=True)
         (spec.run_dir / "error.txt").write_text(traceback.format_exc())

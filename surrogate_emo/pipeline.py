@@ -17,7 +17,7 @@ from torch import nn
 from surrogate_emo.cache import ModelCache
 from surrogate_emo.cluster import evaluation_backend
 from surrogate_emo.compress import CostModel, measure
-from surrogate_emo.config import RESUMABLE_FIELDS, UNUSED_FIELDS, RunConfig
+from surrogate_emo.config import UNUSED_FIELDS, RunConfig
 from surrogate_emo.data import DATASETS, DataSplits, load_dataset
 from surrogate_emo.errors import ConfigError, OutputError
 from surrogate_emo.evaluate import CHEAP_OBJECTIVES, Evaluation, Evaluator
@@ -129,19 +129,21 @@ def check_outputs(config: RunConfig) -> None:
         StudyMismatchError: the study holds a run of this name with another configuration.
     """
     study = Path(config.study) if config.study else config.run_dir / "study.sqlite"
-    for folder in dict.fromkeys((config.run_dir, study.parent)):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=folder):
-                pass
-        except OSError as error:
-            raise OutputError.writing(folder, error) from error
     if study.exists():  # readable, and holding no run of this name with another configuration
         opened = Study(study)
         try:
             opened.check_run(config.name, study_key(config), ignore=UNUSED_FIELDS.get(config.search, ()))
         finally:
             opened.close()
+    # the base-model cache too: a compression run would otherwise find out only after training the dense model
+    cache = [] if config.problem is not None else [Path(config.cache_dir).expanduser() / "base"]
+    for folder in dict.fromkeys((config.run_dir, study.parent, *cache)):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as error:
+            raise OutputError.writing(folder, error) from error
 
 
 def make_search(config: RunConfig, setup: Setup) -> Search:
@@ -197,8 +199,8 @@ def rescore_front(setup: Setup, evaluations: list[Evaluation], config: RunConfig
 
 
 def study_key(config: RunConfig, identity: dict | None = None) -> dict:
-    """What the study keys a run by: the configuration less the `RESUMABLE_FIELDS`, plus ``identity``."""
-    return {**{k: v for k, v in config.to_dict().items() if k not in RESUMABLE_FIELDS}, **(identity or {})}
+    """What the study keys a run by: `RunConfig.identity`, plus ``identity`` (a problem's normalised name)."""
+    return {**config.identity(), **(identity or {})}
 
 
 def run_in_study(config: RunConfig, evaluator, search: Search, identity: dict | None = None,

@@ -148,3 +148,17 @@ def test_the_nearest_cached_model_that_holds_the_structure_is_the_warm_source(se
     _, label = evaluator.warm_source(candidate, [(g, l) for l, g in holders.items() if l != "seed 11"])
     assert label == "seed 12"
     assert evaluator(candidate, seed=5).source == "cache:seed 11"
+
+
+def test_protected_models_do_not_count_against_the_bound(tmp_path):
+    """On resume the models an interrupted batch finished are spared, and the bound is applied to the rest as
+    it was before they were put: nothing the uninterrupted run still had is evicted in their place."""
+    cache = ModelCache(tmp_path, max_bytes=10**9, evict_on_put=False)
+    cache.put(np.array([0.0]), {"w": torch.ones(1000)}, label="a")
+    size = max(p.stat().st_size for p in tmp_path.glob("*.pt"))
+    cache.max_bytes = 2 * size + 10  # room for two
+    cache.put(np.array([1.0]), {"w": torch.ones(1000)}, label="b")
+    cache.evict()
+    cache.put(np.array([2.0]), {"w": torch.ones(1000)}, label="c")  # a batch's model, then the run was killed
+    cache.evict(protect=[np.array([2.0])])
+    assert sorted(float(g[0]) for g, _ in cache.entries()) == [0.0, 1.0, 2.0]

@@ -40,7 +40,8 @@ KILLS = {
     "nsga2": {"finetune": 10, "search": 3, "commit": 10},
     "gp_warm": {"finetune": 11, "search": 2, "commit": 11},
     "loop_two_workers": {"finetune": 11, "search": 2, "commit": 11},
-    "evicting_cache": {"finetune": 45, "search": 8, "commit": 45},
+    # "uses": after a batch's last commit, before the cache records which models the batch used
+    "evicting_cache": {"finetune": 45, "search": 8, "commit": 45, "uses": 8},
 }
 
 
@@ -50,6 +51,12 @@ def _config(root, scenario, name):
 
 def _archive(evaluations):
     return [(e.trial, e.genome.tolist(), e.error, e.source, e.extra.get("predicted")) for e in evaluations]
+
+
+def _cache_state(root, name):
+    """The model cache's entries, least recently used first, with whether each is kept (the front)."""
+    with sqlite3.connect(root / "results" / name / "model_cache" / "index.sqlite") as db:
+        return db.execute("SELECT label, kept FROM entries ORDER BY used").fetchall()
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +103,8 @@ def test_a_run_killed_anywhere_resumes_to_the_uninterrupted_archive(references, 
             _raise_on_call(patch, Study, "record", call, after=True)
         elif kill == "commit":
             _raise_on_call(patch, Study, "record", call)
+        elif kill == "uses":
+            _raise_on_call(patch, ModelCache, "touch", call)
         elif SCENARIOS[scenario]["search"] == "surrogate":
             _raise_on_call(patch, SurrogateSearch, "_fitted", call)
         else:
@@ -109,6 +118,8 @@ def test_a_run_killed_anywhere_resumes_to_the_uninterrupted_archive(references, 
 
     resumed = run(_config(root, scenario, f"{scenario}_{kill}"))
     assert _archive(resumed.evaluations) == _archive(reference.evaluations)
+    # and the cache the next trials would start from: same models, same least-recently-used order, same front
+    assert _cache_state(root, f"{scenario}_{kill}") == _cache_state(root, f"reference_{scenario}")
     assert resumed.summary["replayed_from_study"] == finished
     assert resumed.summary["evaluated_now"] == len(reference.evaluations) - finished
 
@@ -165,12 +176,13 @@ def test_sigterm_and_ctrl_c_stop_cleanly_and_the_rerun_finishes_the_same_archive
     else:
         process.send_signal(signum)
     _, err = process.communicate(timeout=60)
-    assert process.returncode == code
+    assert process.returncode == code, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("surrogate-emo: interrupted after ") and \
         lines[0].endswith("evaluations; rerun the same command to resume"), err
     psutil.wait_procs(workers, timeout=10)
-    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    alive = [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, [(w.pid, w.cmdline()) for w in alive]
 
     before = _stored_rows(database)
     assert len(before) < 24

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import signal
+import threading
 import time
 import warnings
 
@@ -108,6 +111,7 @@ class TrialRunner:
             self._append(trial, self._stored[trial])
             self.replayed += 1
         bar.update(len(before))
+        self._touch(self.history)  # their uses again, in trial order: the same least-recently-used order
         self._keep_front(evict=False)  # the cache on disk already holds the state after the last whole batch
         if before:
             search.tell(np.array([e.genome for e in self.history]), self.objectives())
@@ -174,7 +178,7 @@ class TrialRunner:
             finished = self._evaluate(todo, np.array(genomes))
             try:
                 for trial, evaluation in finished:
-                    if self._cache is not None:
+                    if self._cache is not None:  # (synthetic evaluators keep no models)
                         self.evaluator.keep_model(evaluation)  # before the study: a kill in between redoes the trial
                     results[trial] = evaluation
                     self.study.record(self.run_id, trial, evaluation)
@@ -184,14 +188,19 @@ class TrialRunner:
                 with warnings.catch_warnings():  # an interrupted batch's cancelled jobs are redone on resume
                     warnings.filterwarnings("ignore", ".*tasks which were still being processed", UserWarning)
                     finished.close()
-            if self._cache is not None:  # uses in trial order, not in the order the workers finished
-                self._cache.touch([label for trial in trials for label in used_labels(results[trial])])
+        # uses in trial order, not in the order the workers finished; a replayed batch's too, in case the run was
+        # killed between its last commit and this: replaying every use in order gives the same LRU order
+        self._touch([results[trial] for trial in trials])
         for trial in trials:
             self._append(trial, results[trial])
         if self._progress:
             bar.set_postfix(self._postfix(), refresh=False)
         self._keep_front(evict=bool(todo))  # a replayed batch leaves the cache as the run left it
         return [results[trial] for trial in trials]
+
+    def _touch(self, evaluations: list[Evaluation]) -> None:
+        if self._cache is not None:
+            self._cache.touch([label for evaluation in evaluations for label in used_labels(evaluation)])
 
     def _settle(self, batch: list[np.ndarray], bar) -> None:
         """Before this session's first true evaluation: restart the progress clock (replayed trials took no
@@ -259,6 +268,9 @@ class TrialRunner:
 def _evaluate_one(evaluator: Evaluator, trial: int, genome: np.ndarray, seed: int, note: dict,
                   start: tuple | None) -> tuple[int, Evaluation]:
     """One true evaluation; module-level so joblib can ship it to a worker process."""
+    if multiprocessing.parent_process() is not None and threading.current_thread() is threading.main_thread():
+        # a worker process leaves Ctrl-C to the search's process, which stops the workers itself
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     evaluation = evaluator.evaluate(genome, seed, start)
     evaluation.extra.update(note)
     return trial, evaluation
@@ -267,7 +279,8 @@ def _evaluate_one(evaluator: Evaluator, trial: int, genome: np.ndarray, seed: in
 def _stop_workers() -> None:
     """Stop joblib's worker processes now (after Ctrl-C or SIGTERM), instead of leaving them to finish their
     fine-tunes and idle out minutes later."""
-    from joblib.externals.loky.reusable_executor import _executor  # the reusable executor, if one was started
+    from joblib.externals.loky import reusable_executor
 
-    if _executor is not None:
-        _executor.shutdown(wait=True, kill_workers=True)
+    executor = getattr(reusable_executor, "_executor", None)  # the reusable executor, if one was started
+    if executor is not None:
+        executor.shutdown(wait=True, kill_workers=True)
