@@ -20,10 +20,9 @@ import torch
 
 from surrogate_emo.report import write_csv
 from surrogate_emo.compare import load_run, objectives
-from surrogate_emo.compress import CostModel, measure
 from surrogate_emo.models import build_model
+from surrogate_emo.schemes import LowRankSparseScheme
 from surrogate_emo.search import SurrogateSearch
-from surrogate_emo.space import CompressionSpace
 
 OUT = Path("results/overhead")
 SETTINGS = [("gp", "ehvi"), ("gp", "ehvi-lazy"), ("rf", "ehvi"), ("rf", "ehvi-lazy")]
@@ -39,12 +38,12 @@ def main() -> None:
     evaluations = load_run(Path("results/lenet300_surrogate_vs_nsga2/nsga2_seed0"), "nsga2_seed0")[: args.archive]
     X, F = np.array([e.genome for e in evaluations]), objectives(evaluations)
     model = build_model("lenet-300-100", (1, 28, 28), 10)
-    cost_model = CostModel(CompressionSpace.from_model(model, (1, 28, 28)), measure(model, (1, 28, 28)))
+    scheme = LowRankSparseScheme(model, (1, 28, 28))
     rows = []
     for surrogate, infill in SETTINGS:
         for repeat in range(args.repeats):
             search = SurrogateSearch(X.shape[1], 2, seed=repeat, surrogate=surrogate, infill=infill, q=4, n_init=20,
-                                     cheap=lambda G: cost_model.ratio_matrix(G, ("params",)), log_scale=True)
+                                     cheap=lambda G: scheme.ratio_matrix(G, ("params",)), log_scale=True)
             search.tell(X, F)
             search.ask(4)
             stats = search.iterations[-1]

@@ -57,10 +57,10 @@ def main() -> None:
     full = evaluator.steps
     fractions = [0, 0.125, 0.25, 0.5, 1.0]
     evaluator.cache = ModelCache(tempfile.mkdtemp(prefix="warm_start_"), max_bytes=2**31)
-    for i, genome in enumerate(qmc.LatinHypercube(d=setup.space.dim, seed=1).random(args.sources)):
+    for i, genome in enumerate(qmc.LatinHypercube(d=setup.scheme.dim, seed=1).random(args.sources)):
         evaluator(genome, seed=1000 + i)  # fine-tunes 1 epoch from the base and caches the result
     rows = []
-    for j, target in enumerate(qmc.LatinHypercube(d=setup.space.dim, seed=2).random(args.targets)):
+    for j, target in enumerate(qmc.LatinHypercube(d=setup.scheme.dim, seed=2).random(args.targets)):
         warm = evaluator.warm_source(target)
         if warm is None:
             rows.append({"target": j, "warm_source": "none"})

@@ -26,6 +26,10 @@ UNUSED_FIELDS = {"nsga2": _LOOP_ONLY, "random": _LOOP_ONLY, "surrogate": ("pop_s
                  "botorch": ("pop_size", "surrogate", "infill", "pool_size", "pool_generations")}
 
 
+# The compression scheme of every run made before schemes were named; left out of `RunConfig.identity` when chosen.
+DEFAULT_SCHEME = "lowrank-sparse"
+
+
 # The headings of ``surrogate-emo run --help``, in order; a field without a group is listed under "other".
 DATA, COMPRESSION, SEARCH, LOOP, FINETUNE, OUTPUTS, RUNNING = (
     "data and model", "compression", "search", "surrogate loop", "fine-tuning", "outputs", "running")
@@ -69,6 +73,9 @@ class RunConfig:
     data_seed: int = _opt(0, "seed of the fixed train/validation/test split", DATA)
     model: str = _opt("mlp", "model: a built-in network, or package.module:factory(input_shape, n_classes)",
                     DATA, names=("mlp", "lenet-300-100", "lenet-5", "vgg-small"))
+    scheme: str = _opt(DEFAULT_SCHEME, "compression scheme: what the genes of each layer mean and how the smaller "
+                                         "model is built, or package.module:Class", COMPRESSION,
+                       names=("lowrank-sparse",))
     layers: list[str] | None = _opt(None, "names of the layers to compress", COMPRESSION,
                                      shown="every Linear and Conv2d")
     decades: float = _opt(3.0, "decades spanned by the log-scale keep fraction of each gene", COMPRESSION)
@@ -128,8 +135,11 @@ class RunConfig:
 
     def identity(self) -> dict:
         """The fields that define what the trials compute: all but the run name, the `RESUMABLE_FIELDS` and the
-        fields the configured search never reads (`UNUSED_FIELDS`)."""
+        fields the configured search never reads (`UNUSED_FIELDS`). ``scheme`` is left out at its default, so the
+        runs and studies made before schemes had names keep their names and keys."""
         ignored = {"name", *RESUMABLE_FIELDS, *UNUSED_FIELDS.get(self.search, ())}
+        if self.scheme == DEFAULT_SCHEME:
+            ignored.add("scheme")
         return {key: value for key, value in self.to_dict().items() if key not in ignored}
 
     def default_name(self) -> str:

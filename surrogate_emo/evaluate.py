@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from surrogate_emo.cache import ModelCache
-from surrogate_emo.compress import CostModel, compress_model
 from surrogate_emo.data import DataSplits, load_dataset
 from surrogate_emo.errors import ConfigError, FineTuneDiverged
+from surrogate_emo.schemes import Scheme
 from surrogate_emo.train import error_rate, fit
 
 CHEAP_OBJECTIVES = ("params", "bytes", "macs")
@@ -82,11 +82,12 @@ def trial_seed(run_seed: int, trial: int) -> int:
 class Evaluator:
     """Turns a genome into objectives `[val_error, *cheap ratios]` (all minimized) by fine-tuning a compressed copy.
 
-    Counts true evaluations, fine-tuning steps and seconds. A fine-tune that diverges (NaN or infinite loss or
-    weights) or raises a runtime error is returned as a failed `Evaluation` with its reason; the caller goes on.
+    The ``scheme`` (`surrogate_emo.schemes.Scheme`) builds the compressed model and counts its exact costs. Counts
+    true evaluations, fine-tuning steps and seconds. A fine-tune that diverges (NaN or infinite loss or weights) or
+    raises a runtime error is returned as a failed `Evaluation` with its reason; the caller goes on.
     """
 
-    def __init__(self, base: nn.Module, data: DataSplits, cost_model: CostModel, steps: int, lr: float = 1e-3,
+    def __init__(self, base: nn.Module, data: DataSplits, scheme: Scheme, steps: int, lr: float = 1e-3,
                  batch_size: int = 128, objectives: tuple[str, ...] = ("params",), cache: ModelCache | None = None,
                  warm_steps: int | None = None, threads: int | None = None) -> None:
         unknown = [name for name in objectives if name not in CHEAP_OBJECTIVES]
@@ -94,7 +95,7 @@ class Evaluator:
             raise ConfigError(f"objectives must be a non-empty list from {list(CHEAP_OBJECTIVES)}, got {list(objectives)}")
         if steps < 0:
             raise ConfigError(f"fine-tuning steps must be >= 0, got {steps}")
-        self.base, self.data, self.cost_model = base, data, cost_model
+        self.base, self.data, self.scheme = base, data, scheme
         self.steps, self.lr, self.batch_size = steps, lr, batch_size
         self.objective_names = ("error", *objectives)
         self.cache = cache
@@ -103,10 +104,6 @@ class Evaluator:
         self.n_evaluations = 0
         self.total_steps = 0
         self.total_seconds = 0.0
-
-    @property
-    def space(self):
-        return self.cost_model.space
 
     # A worker process (joblib's loky, dask, ray) reloads the data set by name instead of receiving hundreds of
     # megabytes of tensors with every task. Set ``data_source`` to the arguments of `load_dataset` to allow it.
@@ -127,21 +124,19 @@ class Evaluator:
 
     def structure(self, genome) -> nn.Module:
         """An untrained compressed model of ``genome``'s structure, to load stored weights into."""
-        return compress_model(self.base, self.space, genome)
+        return self.scheme.compress(self.base, genome)
 
     def warm_source(self, genome: np.ndarray, entries: list[tuple[np.ndarray, str]] | None = None
                     ) -> tuple[nn.Module, str] | None:
-        """The nearest cached model whose every layer keeps at least ``genome``'s rank and entries, if any, among
-        ``entries`` (default: everything in the cache)."""
+        """The nearest cached model whose structure holds ``genome``'s (`Scheme.holds`: for low rank + sparse,
+        every layer keeps at least its rank and entries), if any, among ``entries`` (default: the whole cache)."""
         if self.cache is None:
             return None
         entries = self.cache.entries() if entries is None else entries
         if not entries:
             return None
         genomes = np.array([cached for cached, _ in entries])
-        ranks, nnz = self.space.decode_matrix(genome[None, :])
-        cached_ranks, cached_nnz = self.space.decode_matrix(genomes)
-        holds = ((cached_ranks >= ranks) & (cached_nnz >= nnz)).all(axis=1)
+        holds = self.scheme.holds(genomes, genome)
         distances = np.linalg.norm(genomes - genome, axis=1)
         for index in sorted(np.flatnonzero(holds), key=lambda i: distances[i]):
             cached, label = entries[index]
@@ -157,7 +152,7 @@ class Evaluator:
         """Compress ``source`` (default: the dense base model) to ``genome`` and fine-tune it; deterministic in
         ``seed``. Returns (model, steps)."""
         torch.manual_seed(seed)
-        model = compress_model(self.base if source is None else source, self.space, genome)
+        model = self.scheme.compress(self.base if source is None else source, genome)
         taken = fit(model, self.data.train, self.steps if steps is None else steps, lr=self.lr,
                     batch_size=self.batch_size, seed=seed)
         if not all(torch.isfinite(p).all() for p in model.parameters()):
@@ -191,8 +186,8 @@ class Evaluator:
         """Fine-tune ``genome`` from ``start`` (a warm-start model and its cache label, see `warm_source`) or from
         the dense base model, and score it. Touches no cache, so it runs anywhere (a joblib or dask worker): with
         a cache configured, the fine-tuned weights come back in ``evaluation.model_state`` for the caller to keep."""
-        vector = self.space.validate(genome)
-        ratios = self.cost_model.ratios(vector)
+        vector = self.scheme.validate(genome)
+        ratios = self.scheme.ratios(vector)
         if self.threads is not None:  # also in a joblib worker process, where the parent's setting is not inherited
             torch.set_num_threads(self.threads)
         began = time.perf_counter()
@@ -224,7 +219,7 @@ class Evaluator:
     def __call__(self, genome, seed: int) -> Evaluation:
         """Fine-tune and score ``genome`` in this process; with a cache, warm-start from the nearest cached model
         that holds its structure and keep the result in the cache (a run's `TrialRunner` does these steps itself)."""
-        vector = self.space.validate(genome)
+        vector = self.scheme.validate(genome)
         start = self.warm_source(vector)
         evaluation = self.evaluate(vector, seed, start)
         self.keep_model(evaluation)

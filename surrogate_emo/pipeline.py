@@ -1,4 +1,4 @@
-"""One run from a `RunConfig`: data, base model, space, evaluator, study, search, front re-scored on test, report."""
+"""One run from a `RunConfig`: data, base model, scheme, evaluator, study, search, front re-scored on test, report."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from torch import nn
 
 from surrogate_emo.cache import ModelCache
 from surrogate_emo.cluster import evaluation_backend
-from surrogate_emo.compress import CostModel, measure
 from surrogate_emo.config import UNUSED_FIELDS, RunConfig
 from surrogate_emo.data import DATASETS, DataSplits, load_dataset
 from surrogate_emo.errors import ConfigError, OutputError
@@ -25,11 +24,11 @@ from surrogate_emo.front import pareto_indices
 from surrogate_emo.infill import infill_class
 from surrogate_emo.models import build_model, model_factory
 from surrogate_emo.registry import resolve
+from surrogate_emo.schemes import Scheme, scheme_class
 from surrogate_emo.problems import SyntheticEvaluator
 from surrogate_emo.report import write_problem_report, write_report
 from surrogate_emo.search import SEARCHES, TrialRunner
 from surrogate_emo.search.base import Search
-from surrogate_emo.space import CompressionSpace
 from surrogate_emo.store import Study
 from surrogate_emo.surrogates import surrogate_class
 from surrogate_emo.train import base_model, error_rate, fit, steps_for
@@ -37,7 +36,7 @@ from surrogate_emo.train import base_model, error_rate, fit, steps_for
 
 @dataclass
 class Setup:
-    """What every search of one configuration shares: data, trained base model, space, costs, evaluator."""
+    """What every search of one configuration shares: data, trained base model, scheme, evaluator."""
 
     data: DataSplits
     base: nn.Module
@@ -47,8 +46,8 @@ class Setup:
     base_from_cache: bool
 
     @property
-    def space(self) -> CompressionSpace:
-        return self.evaluator.space
+    def scheme(self) -> Scheme:
+        return self.evaluator.scheme
 
 
 @dataclass
@@ -60,7 +59,7 @@ class RunResult:
 
 
 def prepare(config: RunConfig) -> Setup:
-    """Load data, train (or load) the dense base model, and build the evaluator."""
+    """Load data, train (or load) the dense base model, and build the scheme and the evaluator."""
     # float sums differ with the thread count, and so would the base model and every fine-tune
     torch.set_num_threads(config.threads)
     if config.progress:
@@ -73,15 +72,14 @@ def prepare(config: RunConfig) -> Setup:
            "batch_size": config.batch_size, "seed": config.seed, "threads": config.threads, "torch": torch.__version__}
     base, cached = base_model(model, data, config.base_epochs, config.lr, config.batch_size, config.seed,
                               config.cache_dir, key, progress=config.model if config.progress else None)
-    space = CompressionSpace.from_model(base, data.input_shape, config.layers, config.decades)
-    cost_model = CostModel(space, measure(base, data.input_shape))
+    scheme = scheme_class(config.scheme).from_config(config, base, data.input_shape)
     steps = config.finetune_steps if config.finetune_steps is not None else steps_for(
         config.finetune_epochs, len(data.train), config.batch_size)
     # The runner evicts after each batch, once it has kept the new Pareto front: a batch's own models are never
     # evicted before they are judged (the cache may exceed its bound by one batch).
     cache = (ModelCache(config.run_dir / "model_cache", config.model_cache_mb * 2**20, evict_on_put=False)
              if config.warm_start else None)
-    evaluator = Evaluator(base, data, cost_model, steps, config.finetune_learning_rate, config.batch_size,
+    evaluator = Evaluator(base, data, scheme, steps, config.finetune_learning_rate, config.batch_size,
                           tuple(config.objectives), cache=cache, warm_steps=max(1, round(config.warm_fraction * steps)),
                           threads=config.threads)
     evaluator.data_source = {"name": config.dataset, "data_dir": config.data_dir, "seed": config.data_seed}
@@ -98,7 +96,7 @@ def search_class(config: RunConfig) -> type[Search]:
 
 
 def check_names(config: RunConfig) -> None:
-    """Resolve every name ``config`` gives (search, surrogate, infill, model, data set, objectives, problem)
+    """Resolve every name ``config`` gives (search, surrogate, infill, model, scheme, data set, objectives, problem)
     before any data is loaded or any model trained: a misspelt name fails at once, with the known ones listed.
 
     Raises:
@@ -108,6 +106,7 @@ def check_names(config: RunConfig) -> None:
     surrogate_class(config.surrogate)  # cheap: read only by the loop, but a typo is a typo
     infill_class(config.infill)
     model_factory(config.model)
+    scheme_class(config.scheme)
     if config.dataset not in DATASETS:
         raise ConfigError(f"unknown data set {config.dataset!r}; expected one of {', '.join(DATASETS)}")
     unknown = [name for name in config.objectives if name not in CHEAP_OBJECTIVES]
@@ -150,9 +149,9 @@ def make_search(config: RunConfig, setup: Setup) -> Search:
     """The configured search on the compression problem: the error modelled, the cost ratios exact."""
     cheap_names = setup.evaluator.objective_names[1:]
     n_obj = 1 + len(cheap_names)
-    return search_class(config).from_config(config, setup.space.dim, n_obj, n_expensive=1,
+    return search_class(config).from_config(config, setup.scheme.dim, n_obj, n_expensive=1,
                                             ref_point=setup.evaluator.ref_point,
-                                            cheap=lambda X: setup.evaluator.cost_model.ratio_matrix(X, cheap_names))
+                                            cheap=lambda X: setup.scheme.ratio_matrix(X, cheap_names))
 
 
 def final_model(setup: Setup, evaluation: Evaluation, config: RunConfig, epochs: float | None = None,
@@ -260,7 +259,7 @@ def run(config: RunConfig) -> RunResult:
     run_dir = config.run_dir
     runner = run_in_study(config, setup.evaluator, make_search(config, setup),
                           info={"dense_val_error": setup.dense_val_error, "dense_test_error": setup.dense_test_error,
-                                "space": setup.space.describe(), "finetune_steps": setup.evaluator.steps})
+                                "space": setup.scheme.describe(), "finetune_steps": setup.evaluator.steps})
     evaluations = runner.history
     search_seconds = runner.search_seconds
     front = rescore_front(setup, evaluations, config) if config.final_test else []
@@ -278,9 +277,9 @@ def run(config: RunConfig) -> RunResult:
         "wall_seconds_this_session": time.perf_counter() - started,
         "base_model_from_cache": setup.base_from_cache,
         "dense_val_error": setup.dense_val_error, "dense_test_error": setup.dense_test_error,
-        "dense_params": setup.evaluator.cost_model.dense.params,
-        "dense_bytes": setup.evaluator.cost_model.dense.bytes,
-        "dense_macs": setup.evaluator.cost_model.dense.macs,
+        "dense_params": setup.scheme.dense.params,
+        "dense_bytes": setup.scheme.dense.bytes,
+        "dense_macs": setup.scheme.dense.macs,
         "objectives": list(setup.evaluator.objective_names),
         "hypervolume_reference_point": setup.evaluator.ref_point.tolist(),
     }

@@ -129,7 +129,7 @@ def compression_quality(out_dir: Path, runs: dict[str, RunConfig], quality: Qual
             rows.append(done[key])
             ratios.add(round(evaluation.ratios["params"], 6))
     config = configs[0]
-    layer_names = [layer.name for layer in setup.space.layers]
+    layer_names = setup.scheme.layer_names
     for ratio in sorted(ratios):
         key = ("pruning", "global magnitude", config.seed, ratio, total_steps)
         if key not in done:
@@ -137,7 +137,7 @@ def compression_quality(out_dir: Path, runs: dict[str, RunConfig], quality: Qual
             fit(model, setup.data.train, total_steps, lr=config.finetune_learning_rate, batch_size=config.batch_size,
                 seed=config.seed + 1)
             record(key, {"kind": "pruning", "method": "global magnitude pruning", "seed": config.seed, "trial": None,
-                         "params_ratio": pruned_params(model) / setup.evaluator.cost_model.dense.params,
+                         "params_ratio": pruned_params(model) / setup.scheme.dense.params,
                          "val_error_search": None, "test_error": error_rate(model, setup.data.test),
                          "dense_test_error": setup.dense_test_error, "finetune_steps": total_steps})
         rows.append(done[key])

@@ -24,28 +24,19 @@ if TYPE_CHECKING:
     from surrogate_emo.problems import SyntheticEvaluator
 
 
-def _layer_columns(setup: Setup, genome: np.ndarray) -> dict:
-    settings = setup.space.decode(genome)
-    row = {f"gene:{name}": round(float(g), 6) for name, g in zip(setup.space.gene_names, genome)}
-    for spec, setting in zip(setup.space.layers, settings):
-        row[f"{spec.name}.rank"] = setting.rank
-        row[f"{spec.name}.nnz"] = setting.nnz
-    return row
-
-
 def _reduction(ratio: float) -> float:
     """Dense / compressed; infinite when nothing is left (an all-zero genome keeps no MACs, only biases)."""
     return 1.0 / ratio if ratio > 0 else float("inf")
 
 
 def _evaluation_row(trial: int, e: Evaluation, setup: Setup) -> dict:
-    costs = setup.evaluator.cost_model.of(e.genome)
+    costs = setup.scheme.costs(e.genome)
     return {"trial": trial, "status": e.status, "val_error": e.error, "compression": _reduction(e.ratios["params"]),
             "size_reduction": _reduction(e.ratios["bytes"]), "macs_reduction": _reduction(e.ratios["macs"]),
             "params": costs.params, "bytes": costs.bytes, "macs": costs.macs, "finetune_steps": e.steps,
             "seconds": round(e.seconds, 4), "seed": e.seed, "source": e.source, "reason": e.reason,
             "predicted_error": e.extra["predicted"][0] if "predicted" in e.extra else "",
-            **_layer_columns(setup, e.genome)}
+            **setup.scheme.layer_columns(e.genome)}
 
 
 def surrogate_accuracy(evaluations: list[Evaluation]) -> dict:

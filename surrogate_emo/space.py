@@ -54,6 +54,86 @@ class LayerSetting:
     nnz: int
 
 
+def find_layers(model: nn.Module, input_shape: tuple[int, ...], layer_names: list[str] | None = None
+                ) -> list[LayerSpec]:
+    """The ``Linear`` and ``Conv2d`` layers of ``model`` (all, or those named, in that order), found by one dummy
+    forward pass of shape ``(1, *input_shape)``; ``model`` is left as it came.
+
+    Raises:
+        ConfigError: a named layer is not a ``Linear``/``Conv2d`` of the model, the model rejects the input shape,
+            or a convolution is grouped.
+    """
+    candidates = {name: module for name, module in model.named_modules() if isinstance(module, (nn.Linear, nn.Conv2d))}
+    if layer_names is not None:
+        unknown = [name for name in layer_names if name not in candidates]
+        if unknown:
+            raise ConfigError(f"layers {unknown} are not Linear/Conv2d layers of the model; "
+                              f"compressible layers: {list(candidates)}")
+        candidates = {name: candidates[name] for name in layer_names}
+    out_shapes: dict[str, torch.Size] = {}
+    hooks = [module.register_forward_hook(lambda _m, _i, out, name=name: out_shapes.__setitem__(name, out.shape))
+             for name, module in candidates.items()]
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *input_shape))
+    except RuntimeError as error:
+        raise ConfigError(f"the model does not accept inputs of shape {tuple(input_shape)}: {error}") from error
+    finally:
+        model.train(was_training)  # the caller's model is left as it came
+        for hook in hooks:
+            hook.remove()
+    specs = []
+    for name, module in candidates.items():
+        if isinstance(module, nn.Conv2d):
+            if module.groups != 1:
+                raise ConfigError(f"layer {name!r}: grouped convolutions (groups={module.groups}) are not supported")
+            kh, kw = module.kernel_size
+            positions = int(np.prod(out_shapes[name][2:]))
+            specs.append(LayerSpec(name, "conv2d", module.out_channels, module.in_channels * kh * kw,
+                                   module.bias is not None, positions))
+        else:
+            specs.append(LayerSpec(name, "linear", module.out_features, module.in_features, module.bias is not None))
+    return specs
+
+
+def check_genome(genome, gene_names: list[str], detail: str = "") -> np.ndarray:
+    """Return ``genome`` as a float64 vector with one value per name of ``gene_names``, or raise
+    `SearchSpaceError` saying what is wrong (``detail`` explains the expected length)."""
+    dim = len(gene_names)
+    try:
+        vector = np.asarray(genome, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise SearchSpaceError(f"a genome must be a vector of {dim} numbers, got {genome!r}") from error
+    if vector.shape != (dim,):
+        raise SearchSpaceError(f"a genome must have shape ({dim},){detail}, got shape {vector.shape}")
+    bad = np.flatnonzero(~np.isfinite(vector) | (vector < 0.0) | (vector > 1.0))
+    if bad.size:
+        shown = ", ".join(f"{gene_names[i]}={float(vector[i])!r}" for i in bad[:5])
+        raise SearchSpaceError(f"genes must be finite numbers in [0, 1], got {shown}")
+    return vector
+
+
+def check_genomes(X, gene_names: list[str], detail: str = "") -> np.ndarray:
+    """Return genomes ``X`` as a float64 matrix `n x d` (``d = len(gene_names)``), or raise `SearchSpaceError`
+    naming the first bad genome and its bad genes (one vectorised check: cheap enough for every acquisition call)."""
+    dim = len(gene_names)
+    try:
+        matrix = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise SearchSpaceError(f"genomes must be a matrix of numbers n x {dim}, got {X!r}") from error
+    if matrix.ndim != 2 or matrix.shape[1] != dim:
+        raise SearchSpaceError(f"genomes must have shape (n, {dim}){detail}, got shape {matrix.shape}")
+    bad = ~np.isfinite(matrix) | (matrix < 0.0) | (matrix > 1.0)
+    if bad.any():
+        row = int(np.flatnonzero(bad.any(axis=1))[0])
+        try:
+            check_genome(matrix[row], gene_names, detail)
+        except SearchSpaceError as error:
+            raise SearchSpaceError(f"genome {row}: {error}") from None
+    return matrix
+
+
 class CompressionSpace:
     """Maps genomes `n x 2L` in the unit cube to per-layer settings for the layers of one model.
 
@@ -76,38 +156,7 @@ class CompressionSpace:
     def from_model(cls, model: nn.Module, input_shape: tuple[int, ...], layer_names: list[str] | None = None,
                    decades: float = 3.0) -> CompressionSpace:
         """Find the ``Linear`` and ``Conv2d`` layers of ``model`` (all, or those named) by one dummy forward pass."""
-        candidates = {name: module for name, module in model.named_modules() if isinstance(module, (nn.Linear, nn.Conv2d))}
-        if layer_names is not None:
-            unknown = [name for name in layer_names if name not in candidates]
-            if unknown:
-                raise ConfigError(f"layers {unknown} are not Linear/Conv2d layers of the model; "
-                                  f"compressible layers: {list(candidates)}")
-            candidates = {name: candidates[name] for name in layer_names}
-        out_shapes: dict[str, torch.Size] = {}
-        hooks = [module.register_forward_hook(lambda _m, _i, out, name=name: out_shapes.__setitem__(name, out.shape))
-                 for name, module in candidates.items()]
-        was_training = model.training
-        try:
-            with torch.no_grad():
-                model.eval()(torch.zeros(1, *input_shape))
-        except RuntimeError as error:
-            raise ConfigError(f"the model does not accept inputs of shape {tuple(input_shape)}: {error}") from error
-        finally:
-            model.train(was_training)  # the caller's model is left as it came
-            for hook in hooks:
-                hook.remove()
-        specs = []
-        for name, module in candidates.items():
-            if isinstance(module, nn.Conv2d):
-                if module.groups != 1:
-                    raise ConfigError(f"layer {name!r}: grouped convolutions (groups={module.groups}) are not supported")
-                kh, kw = module.kernel_size
-                positions = int(np.prod(out_shapes[name][2:]))
-                specs.append(LayerSpec(name, "conv2d", module.out_channels, module.in_channels * kh * kw,
-                                       module.bias is not None, positions))
-            else:
-                specs.append(LayerSpec(name, "linear", module.out_features, module.in_features, module.bias is not None))
-        return cls(specs, decades)
+        return cls(find_layers(model, input_shape, layer_names), decades)
 
     @property
     def dim(self) -> int:
@@ -123,37 +172,12 @@ class CompressionSpace:
 
     def validate(self, genome) -> np.ndarray:
         """Return ``genome`` as a float64 vector of length `2L`, or raise `SearchSpaceError` saying what is wrong."""
-        try:
-            vector = np.asarray(genome, dtype=np.float64)
-        except (TypeError, ValueError) as error:
-            raise SearchSpaceError(f"a genome must be a vector of {self.dim} numbers, got {genome!r}") from error
-        if vector.shape != (self.dim,):
-            raise SearchSpaceError(f"a genome must have shape ({self.dim},) (2 genes for each of {len(self.layers)} "
-                                   f"layers), got shape {vector.shape}")
-        bad = np.flatnonzero(~np.isfinite(vector) | (vector < 0.0) | (vector > 1.0))
-        if bad.size:
-            shown = ", ".join(f"{self.gene_names[i]}={float(vector[i])!r}" for i in bad[:5])
-            raise SearchSpaceError(f"genes must be finite numbers in [0, 1], got {shown}")
-        return vector
+        return check_genome(genome, self.gene_names, f" (2 genes for each of {len(self.layers)} layers)")
 
     def validate_matrix(self, X) -> np.ndarray:
         """Return genomes ``X`` as a float64 matrix `n x 2L`, or raise `SearchSpaceError` naming the first bad
-        genome and its bad genes (one vectorised check: cheap enough for every acquisition call)."""
-        try:
-            matrix = np.asarray(X, dtype=np.float64)
-        except (TypeError, ValueError) as error:
-            raise SearchSpaceError(f"genomes must be a matrix of numbers n x {self.dim}, got {X!r}") from error
-        if matrix.ndim != 2 or matrix.shape[1] != self.dim:
-            raise SearchSpaceError(f"genomes must have shape (n, {self.dim}) (2 genes for each of {len(self.layers)} "
-                                   f"layers), got shape {matrix.shape}")
-        bad = ~np.isfinite(matrix) | (matrix < 0.0) | (matrix > 1.0)
-        if bad.any():
-            row = int(np.flatnonzero(bad.any(axis=1))[0])
-            try:
-                self.validate(matrix[row])
-            except SearchSpaceError as error:
-                raise SearchSpaceError(f"genome {row}: {error}") from None
-        return matrix
+        genome and its bad genes."""
+        return check_genomes(X, self.gene_names, f" (2 genes for each of {len(self.layers)} layers)")
 
     def decode(self, genome) -> list[LayerSetting]:
         """Per-layer rank and kept entries for one genome."""

@@ -67,21 +67,21 @@ def setup(tmp_path_factory):
 
 def test_warm_start_from_a_cached_model_that_contains_the_structure(setup, tmp_path):
     cache = ModelCache(tmp_path)
-    evaluator = Evaluator(setup.base, setup.data, setup.evaluator.cost_model, steps=8, cache=cache, warm_steps=4)
-    big = np.full(setup.space.dim, 0.8)
+    evaluator = Evaluator(setup.base, setup.data, setup.scheme, steps=8, cache=cache, warm_steps=4)
+    big = np.full(setup.scheme.dim, 0.8)
     first = evaluator(big, seed=0)
     assert first.source == "base" and first.steps == 8 and len(cache.entries()) == 1
-    smaller = np.full(setup.space.dim, 0.6)
+    smaller = np.full(setup.scheme.dim, 0.6)
     second = evaluator(smaller, seed=1)
     assert second.source.startswith("cache:") and second.steps == 4
-    larger = np.full(setup.space.dim, 0.9)  # no cached model holds this structure: cold start
+    larger = np.full(setup.scheme.dim, 0.9)  # no cached model holds this structure: cold start
     assert evaluator(larger, seed=2).source == "base"
 
 
 def test_warm_start_reuses_the_fine_tuned_weights(setup, tmp_path):
     cache = ModelCache(tmp_path)
-    evaluator = Evaluator(setup.base, setup.data, setup.evaluator.cost_model, steps=20, cache=cache)
-    genome = np.full(setup.space.dim, 0.7)
+    evaluator = Evaluator(setup.base, setup.data, setup.scheme, steps=20, cache=cache)
+    genome = np.full(setup.scheme.dim, 0.7)
     evaluator(genome, seed=0)
     source, _ = evaluator.warm_source(genome)
     expected = evaluator.structure(genome)
@@ -133,14 +133,14 @@ def test_warm_started_front_models_are_rebuilt_exactly_without_the_cache(tmp_pat
 
 def test_the_nearest_cached_model_that_holds_the_structure_is_the_warm_source(setup, tmp_path):
     cache = ModelCache(tmp_path)
-    evaluator = Evaluator(setup.base, setup.data, setup.evaluator.cost_model, steps=2, cache=cache)
-    candidate = np.full(setup.space.dim, 0.5)
+    evaluator = Evaluator(setup.base, setup.data, setup.scheme, steps=2, cache=cache)
+    candidate = np.full(setup.scheme.dim, 0.5)
     # every one of these keeps more in every layer than the candidate; distances 0.3, 0.1 and 0.2 per gene
     holders = {"seed 10": candidate + 0.3, "seed 11": candidate + 0.1, "seed 12": candidate + 0.2}
     # nearer still (0.05 off in one gene) but keeping fewer first-layer entries: it cannot hold the candidate
     lacking = candidate.copy()
     lacking[1] -= 0.05
-    assert setup.space.decode(lacking)[0].nnz < setup.space.decode(candidate)[0].nnz
+    assert setup.scheme.decode(lacking)[0].nnz < setup.scheme.decode(candidate)[0].nnz
     for label, genome in [*holders.items(), ("seed 13", lacking)]:
         cache.put(genome, evaluator.structure(genome).state_dict(), label=label)
     _, label = evaluator.warm_source(candidate)

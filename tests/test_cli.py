@@ -118,7 +118,7 @@ def test_the_most_compressed_genome_is_reported_without_dividing_by_zero(tmp_pat
     config = RunConfig(output_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"), base_epochs=1.0, finetune_steps=2,
                        objectives=["params", "macs"])
     setup = prepare(config)
-    evaluation = setup.evaluator(np.zeros(setup.space.dim), seed=0)
+    evaluation = setup.evaluator(np.zeros(setup.scheme.dim), seed=0)
     evaluation.trial = 0
     assert evaluation.ratios["macs"] == 0.0  # only biases are left, and they cost no multiply-accumulate
     write_report(tmp_path / "zero", config, setup, [evaluation], [], {})

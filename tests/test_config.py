@@ -107,10 +107,23 @@ def test_enumerated_values_match_what_the_package_accepts():
     from surrogate_emo.evaluate import CHEAP_OBJECTIVES
     from surrogate_emo.infill import INFILLS
     from surrogate_emo.models import MODELS
+    from surrogate_emo.schemes import SCHEMES
     from surrogate_emo.search import SEARCHES
     from surrogate_emo.surrogates import SURROGATES
 
     meta = {f.name: f.metadata for f in dataclasses.fields(RunConfig)}
     assert meta["dataset"]["choices"] == DATASETS and meta["objectives"]["choices"] == CHEAP_OBJECTIVES
-    for name, registry in (("search", SEARCHES), ("surrogate", SURROGATES), ("infill", INFILLS), ("model", MODELS)):
+    for name, registry in (("search", SEARCHES), ("surrogate", SURROGATES), ("infill", INFILLS), ("model", MODELS),
+                           ("scheme", SCHEMES)):
         assert set(meta[name]["names"]) == set(registry), name
+
+
+def test_the_default_scheme_leaves_names_and_study_keys_as_they_were():
+    """Runs made before schemes were named keep their folders and resume: the default scheme is not in the
+    identity that names a run and keys its study; another scheme is."""
+    assert RunConfig().name == "quickstart" and "scheme" not in RunConfig().identity()
+    assert RunConfig(scheme="lowrank-sparse", pop_size=20).name == RunConfig(pop_size=20).name
+    assert RunConfig(pop_size=20).name == "digits-mlp-nsga2-d3fd6021"  # as named before schemes had names
+    other = RunConfig(scheme="mypackage.schemes:Mine", pop_size=20)
+    assert other.identity()["scheme"] == "mypackage.schemes:Mine" and other.name != RunConfig(pop_size=20).name
+

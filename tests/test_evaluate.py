@@ -15,7 +15,7 @@ def setup(tmp_path_factory):
 
 
 def test_same_genome_and_seed_give_the_same_error(setup):
-    genome = np.full(setup.space.dim, 0.6)
+    genome = np.full(setup.scheme.dim, 0.6)
     first, second = setup.evaluator(genome, seed=3), setup.evaluator(genome, seed=3)
     assert first.ok and first.error == second.error
     assert first.steps == setup.evaluator.steps == 4
@@ -23,25 +23,25 @@ def test_same_genome_and_seed_give_the_same_error(setup):
 
 def test_evaluator_counts_evaluations_steps_and_seconds(setup):
     before = (setup.evaluator.n_evaluations, setup.evaluator.total_steps, setup.evaluator.total_seconds)
-    setup.evaluator(np.full(setup.space.dim, 0.5), seed=0)
+    setup.evaluator(np.full(setup.scheme.dim, 0.5), seed=0)
     assert setup.evaluator.n_evaluations == before[0] + 1
     assert setup.evaluator.total_steps == before[1] + 4
     assert setup.evaluator.total_seconds > before[2]
 
 
 def test_objectives_are_error_then_exact_ratios(setup):
-    genome = np.full(setup.space.dim, 0.7)
+    genome = np.full(setup.scheme.dim, 0.7)
     evaluation = setup.evaluator(genome, seed=0)
     objectives = setup.evaluator.objectives(evaluation)
-    costs = setup.evaluator.cost_model.of(genome)
+    costs = setup.scheme.costs(genome)
     assert objectives.dtype == np.float64
     assert objectives[0] == evaluation.error
-    assert objectives[1] == costs.params / setup.evaluator.cost_model.dense.params
+    assert objectives[1] == costs.params / setup.scheme.dense.params
 
 
 def test_a_diverging_fine_tune_is_a_failed_evaluation_with_its_reason(setup):
-    exploding = Evaluator(setup.base, setup.data, setup.evaluator.cost_model, steps=30, lr=1e12)
-    evaluation = exploding(np.full(setup.space.dim, 1.0), seed=0)
+    exploding = Evaluator(setup.base, setup.data, setup.scheme, steps=30, lr=1e12)
+    evaluation = exploding(np.full(setup.scheme.dim, 1.0), seed=0)
     assert evaluation.status == "failed"
     assert "FineTuneDiverged" in evaluation.reason
     assert np.isnan(evaluation.error)
@@ -54,7 +54,7 @@ def test_bad_genomes_and_objectives_are_rejected(setup):
     with pytest.raises(SearchSpaceError, match=r"in \[0, 1\], got 1.rank=nan"):
         setup.evaluator(np.full(6, np.nan), seed=0)
     with pytest.raises(ConfigError, match=r"objectives must be a non-empty list from \['params', 'bytes', 'macs'\], got \['flops'\]"):
-        Evaluator(setup.base, setup.data, setup.evaluator.cost_model, steps=1, objectives=("flops",))
+        Evaluator(setup.base, setup.data, setup.scheme, steps=1, objectives=("flops",))
 
 
 def test_a_pickled_evaluator_reloads_its_data_and_gives_the_same_result(setup):
@@ -64,7 +64,7 @@ def test_a_pickled_evaluator_reloads_its_data_and_gives_the_same_result(setup):
     payload = pickle.dumps(setup.evaluator)
     assert len(payload) < 2_000_000  # the data set is not shipped with every task
     clone = pickle.loads(payload)
-    genome = np.full(setup.space.dim, 0.55)
+    genome = np.full(setup.scheme.dim, 0.55)
     assert clone(genome, seed=5).error == setup.evaluator(genome, seed=5).error
 
 
@@ -77,13 +77,13 @@ def test_a_worker_on_another_machine_never_opens_the_model_cache(setup, tmp_path
 
     from surrogate_emo.cache import ModelCache
 
-    evaluator = Evaluator(setup.base, setup.data, setup.evaluator.cost_model, steps=3,
+    evaluator = Evaluator(setup.base, setup.data, setup.scheme, steps=3,
                           cache=ModelCache(tmp_path / "cache"))
     evaluator.data_source = {"name": "digits", "data_dir": None, "seed": 0}
     payload = pickle.dumps(evaluator)
     shutil.rmtree(tmp_path / "cache")
     worker = pickle.loads(payload)
-    evaluation = worker.evaluate(np.full(setup.space.dim, 0.6), seed=1)
+    evaluation = worker.evaluate(np.full(setup.scheme.dim, 0.6), seed=1)
     assert evaluation.ok and evaluation.model_state and not (tmp_path / "cache").exists()
 
 
@@ -111,7 +111,7 @@ def test_warm_started_runs_give_the_same_archive_whatever_n_jobs(tmp_path):
 @pytest.mark.parametrize("fraction, warm_steps", [(0.25, 2), (0.5, 4)])
 def test_warm_fraction_sets_the_steps_of_a_warm_started_evaluation(tmp_path, fraction, warm_steps):
     setup = prepare(tiny_config(tmp_path, warm_start=True, warm_fraction=fraction, finetune_steps=8))
-    cold = setup.evaluator(np.full(setup.space.dim, 0.8), seed=0)  # cached; holds the structure below
+    cold = setup.evaluator(np.full(setup.scheme.dim, 0.8), seed=0)  # cached; holds the structure below
     assert cold.source == "base" and cold.steps == 8
-    warm = setup.evaluator(np.full(setup.space.dim, 0.6), seed=1)
+    warm = setup.evaluator(np.full(setup.scheme.dim, 0.6), seed=1)
     assert warm.source.startswith("cache:") and warm.steps == warm_steps

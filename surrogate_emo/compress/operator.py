@@ -9,7 +9,7 @@ from torch import nn
 
 from surrogate_emo.compress.layers import LowRankSparse, LowRankSparseConv2d, LowRankSparseLinear
 from surrogate_emo.errors import ConfigError
-from surrogate_emo.space import CompressionSpace, LayerSetting
+from surrogate_emo.space import CompressionSpace, LayerSetting, LayerSpec
 
 
 @torch.no_grad()
@@ -66,9 +66,14 @@ def compress_model(model: nn.Module, space: CompressionSpace, genome) -> nn.Modu
         True
     """
     settings = space.decode(genome)
-    compressed = copy.deepcopy(model)
-    for spec, setting in zip(space.layers, settings):
+    return replace_layers(copy.deepcopy(model), space.layers, settings)
+
+
+def replace_layers(model: nn.Module, layers: list[LayerSpec], settings: list[LayerSetting]) -> nn.Module:
+    """Compress each layer of ``layers`` of ``model`` to its setting, in place; returns ``model``. Callers that must
+    not modify their model pass a copy (`compress_model` does)."""
+    for spec, setting in zip(layers, settings):
         parent_name, _, child = spec.name.rpartition(".")
-        parent = compressed.get_submodule(parent_name) if parent_name else compressed
+        parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, compress_layer(getattr(parent, child), setting))
-    return compressed
+    return model
