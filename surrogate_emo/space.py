@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from surrogate_emo.errors import ConfigError, SearchSpaceError
+from surrogate_emo.surgery import compressible_layers, named_layers
 
 
 @dataclass(frozen=True)
@@ -63,13 +64,7 @@ def find_layers(model: nn.Module, input_shape: tuple[int, ...], layer_names: lis
         ConfigError: a named layer is not a ``Linear``/``Conv2d`` of the model, the model rejects the input shape,
             or a convolution is grouped.
     """
-    candidates = {name: module for name, module in model.named_modules() if isinstance(module, (nn.Linear, nn.Conv2d))}
-    if layer_names is not None:
-        unknown = [name for name in layer_names if name not in candidates]
-        if unknown:
-            raise ConfigError(f"layers {unknown} are not Linear/Conv2d layers of the model; "
-                              f"compressible layers: {list(candidates)}")
-        candidates = {name: candidates[name] for name in layer_names}
+    candidates = compressible_layers(model) if layer_names is None else named_layers(model, layer_names)
     out_shapes: dict[str, torch.Size] = {}
     hooks = [module.register_forward_hook(lambda _m, _i, out, name=name: out_shapes.__setitem__(name, out.shape))
              for name, module in candidates.items()]

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from surrogate_emo.errors import ConfigError
+from surrogate_emo.surgery import named_layers, replace_layer
 
 DROP = 0.9
 """An unmasked entry is masked when ``|w| <= DROP * t`` (DNS's lower hysteresis factor)."""
@@ -270,11 +271,6 @@ class MaskedConv2d(MaskedLayer):
                 f"groups={self.groups}")
 
 
-def maskable_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """The ``Linear`` and ``Conv2d`` layers of ``model`` by qualified name, in module order."""
-    return {name: module for name, module in model.named_modules() if isinstance(module, (nn.Linear, nn.Conv2d))}
-
-
 def mask_model(model: nn.Module, keep_per_layer: dict[str, float | int], recovery: bool = False) -> nn.Module:
     """A new model: a deep copy of ``model`` (left untouched) with the named layers masked.
 
@@ -290,11 +286,7 @@ def mask_model(model: nn.Module, keep_per_layer: dict[str, float | int], recover
         >>> kept(mask_model(net, {"0": 0.25, "2": 4}))
         {'0': 8, '2': 4}
     """
-    candidates = maskable_layers(model)
-    unknown = [name for name in keep_per_layer if name not in candidates]
-    if unknown:
-        raise ConfigError(f"layers {unknown} are not Linear/Conv2d layers of the model; "
-                          f"compressible layers: {list(candidates)}")
+    named_layers(model, keep_per_layer)  # every name checked before any work
     masked = copy.deepcopy(model)
     for name, keep in keep_per_layer.items():
         layer = masked.get_submodule(name)
@@ -303,10 +295,7 @@ def mask_model(model: nn.Module, keep_per_layer: dict[str, float | int], recover
             replacement = masked_class.from_dense(layer, keep, recovery)
         except ConfigError as error:
             raise ConfigError(f"layer {name!r}: {error}") from None
-        if not name:  # the model is itself the layer
-            return replacement
-        parent_name, _, child = name.rpartition(".")
-        setattr(masked.get_submodule(parent_name) if parent_name else masked, child, replacement)
+        masked = replace_layer(masked, name, replacement)
     return masked
 
 

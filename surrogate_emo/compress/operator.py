@@ -10,6 +10,7 @@ from torch import nn
 from surrogate_emo.compress.layers import LowRankSparse, LowRankSparseConv2d, LowRankSparseLinear
 from surrogate_emo.errors import ConfigError
 from surrogate_emo.space import CompressionSpace, LayerSetting, LayerSpec
+from surrogate_emo.surgery import replace_layer
 
 
 @torch.no_grad()
@@ -73,7 +74,5 @@ def replace_layers(model: nn.Module, layers: list[LayerSpec], settings: list[Lay
     """Compress each layer of ``layers`` of ``model`` to its setting, in place; returns ``model``. Callers that must
     not modify their model pass a copy (`compress_model` does)."""
     for spec, setting in zip(layers, settings):
-        parent_name, _, child = spec.name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, compress_layer(getattr(parent, child), setting))
+        model = replace_layer(model, spec.name, compress_layer(model.get_submodule(spec.name), setting))
     return model

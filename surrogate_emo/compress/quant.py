@@ -27,6 +27,7 @@ from torch import nn
 
 from surrogate_emo.compress.coding import coded_bits
 from surrogate_emo.errors import ConfigError
+from surrogate_emo.surgery import named_layers, replace_layer
 
 MIN_BITS, MAX_BITS = 2, 16
 """Weight bit widths a layer accepts (2 to 8 is the usual gene range; up to 16 when configured)."""
@@ -232,11 +233,6 @@ class QuantConv2d(QuantLayer):
         return F.conv2d(x, self.quantized_weight(), self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
-def quantizable_layers(model: nn.Module) -> list[str]:
-    """Names of the ``Linear`` and ``Conv2d`` modules of ``model``, in `named_modules` order."""
-    return [name for name, module in model.named_modules() if isinstance(module, (nn.Linear, nn.Conv2d))]
-
-
 def quantize_model(model: nn.Module, bits_per_layer: Mapping[str, int]) -> nn.Module:
     """A new model (deep copy; ``model`` untouched) whose named layers quantise their weights.
 
@@ -250,10 +246,7 @@ def quantize_model(model: nn.Module, bits_per_layer: Mapping[str, int]) -> nn.Mo
         >>> [type(m).__name__ for m in quantize_model(net, {"2": 4})]
         ['Linear', 'ReLU', 'QuantLinear']
     """
-    known = quantizable_layers(model)
-    unknown = [name for name in bits_per_layer if name not in known]
-    if unknown:
-        raise ConfigError(f"expected names of Linear/Conv2d layers, got {unknown}; quantizable layers: {known}")
+    named_layers(model, bits_per_layer, what="quantizable")  # every name checked before any work
     settings = {}
     for name, bits in bits_per_layer.items():
         try:
@@ -264,8 +257,5 @@ def quantize_model(model: nn.Module, bits_per_layer: Mapping[str, int]) -> nn.Mo
     for name, bits in settings.items():
         layer = quantized.get_submodule(name)
         replacement = (QuantConv2d if isinstance(layer, nn.Conv2d) else QuantLinear).from_dense(layer, bits)
-        if not name:  # the model is itself a single layer
-            return replacement
-        parent_name, _, child = name.rpartition(".")
-        setattr(quantized.get_submodule(parent_name) if parent_name else quantized, child, replacement)
+        quantized = replace_layer(quantized, name, replacement)
     return quantized
