@@ -29,6 +29,13 @@ UNUSED_FIELDS = {"nsga2": _LOOP_ONLY, "random": _LOOP_ONLY, "surrogate": ("pop_s
 # The compression scheme of every run made before schemes were named; left out of `RunConfig.identity` when chosen.
 DEFAULT_SCHEME = "lowrank-sparse"
 
+# Fields added with the compression schemes, read only by some of them: left out of `RunConfig.identity` at their
+# defaults, so the runs and studies made before them keep their names and keys.
+LATER_FIELDS = ("scheme", "objective_decades", "coding", "index_bits", "dataflow", "recovery", "min_bits", "max_bits", "global_keep")
+
+# What a stored run that lacks a field had: the cheap objectives were linear ratios before ``objective_scale``.
+LEGACY_VALUES = {"objective_scale": "linear"}
+
 
 # The headings of ``surrogate-emo run --help``, in order; a field without a group is listed under "other".
 DATA, COMPRESSION, SEARCH, LOOP, FINETUNE, OUTPUTS, RUNNING = (
@@ -75,12 +82,30 @@ class RunConfig:
                     DATA, names=("mlp", "lenet-300-100", "lenet-5", "vgg-small"))
     scheme: str = _opt(DEFAULT_SCHEME, "compression scheme: what the genes of each layer mean and how the smaller "
                                          "model is built, or package.module:Class", COMPRESSION,
-                       names=("lowrank-sparse",))
+                       names=("lowrank-sparse", "prune", "filters", "quant", "prune-quant"))
     layers: list[str] | None = _opt(None, "names of the layers to compress", COMPRESSION,
                                      shown="every Linear and Conv2d")
     decades: float = _opt(3.0, "decades spanned by the log-scale keep fraction of each gene", COMPRESSION)
-    objectives: list[str] = _opt(["params"], "cheap objectives beside the error (exact counts of the compressed model)",
-                                 COMPRESSION, choices=("params", "bytes", "macs"))
+    objectives: list[str] = _opt(["params"], "cheap objectives beside the error (exact counts of the compressed "
+                                             "model; energy: the accelerator model)", COMPRESSION,
+                                 choices=("params", "bytes", "macs", "energy"))
+    objective_scale: str = _opt("log", "scale of the cheap objectives in every search, criterion and hypervolume: "
+                                       "log (1 + log10(ratio) / objective_decades) or linear (the ratio)",
+                                COMPRESSION, choices=("log", "linear"))
+    objective_decades: float = _opt(3.0, "decades of compression a log-scale cheap objective spans from 1 to 0",
+                                    COMPRESSION)
+    coding: str = _opt("best", "how a pruned layer's weights are stored and counted in bytes: best (the smallest "
+                               "per layer), dense, csr (relative indices), coo", COMPRESSION,
+                       choices=("best", "dense", "csr", "coo"))
+    index_bits: int = _opt(5, "bits of a CSR relative index (a filler entry when a gap overflows)", COMPRESSION)
+    dataflow: str = _opt("X:Y", "accelerator loop unrolling of the energy objective", COMPRESSION,
+                         choices=("X:Y", "IC:OC", "Fx:Fy", "X:Fx"))
+    recovery: bool = _opt(False, "prune: Dynamic Network Surgery masks while fine-tuning (pruned weights can "
+                                 "return) instead of fixed ones", COMPRESSION)
+    min_bits: int = _opt(2, "quant, prune-quant: smallest weight bit width of a gene", COMPRESSION)
+    max_bits: int = _opt(8, "quant, prune-quant: largest weight bit width of a gene (at most 16)", COMPRESSION)
+    global_keep: bool = _opt(False, "prune-quant: one kept fraction for every layer (EMOMC) instead of one per "
+                                    "layer", COMPRESSION)
     search: str = _opt("nsga2", "search: nsga2 (full evaluation), random, surrogate (the surrogate loop), botorch "
                                 "(qLogNEHVI peer), or package.module:Class", SEARCH,
                        names=("nsga2", "random", "surrogate", "botorch"))
@@ -135,11 +160,13 @@ class RunConfig:
 
     def identity(self) -> dict:
         """The fields that define what the trials compute: all but the run name, the `RESUMABLE_FIELDS` and the
-        fields the configured search never reads (`UNUSED_FIELDS`). ``scheme`` is left out at its default, so the
-        runs and studies made before schemes had names keep their names and keys."""
+        fields the configured search never reads (`UNUSED_FIELDS`). The `LATER_FIELDS` are left out at their
+        defaults and the `LEGACY_VALUES` at those values, so the runs and studies made before them keep their names
+        and keys."""
         ignored = {"name", *RESUMABLE_FIELDS, *UNUSED_FIELDS.get(self.search, ())}
-        if self.scheme == DEFAULT_SCHEME:
-            ignored.add("scheme")
+        defaults = RunConfig.__dataclass_fields__
+        ignored.update(key for key in LATER_FIELDS if getattr(self, key) == defaults[key].default)
+        ignored.update(key for key, value in LEGACY_VALUES.items() if getattr(self, key) == value)
         return {key: value for key, value in self.to_dict().items() if key not in ignored}
 
     def default_name(self) -> str:
@@ -184,6 +211,10 @@ class RunConfig:
             ("finetune_lr", self.finetune_lr is None or self.finetune_lr > 0, "a positive number or unset"),
             ("batch_size", self.batch_size >= 1, "an integer >= 1"),
             ("decades", self.decades > 0, "a positive number"),
+            ("objective_decades", self.objective_decades > 0, "a positive number"),
+            ("index_bits", 1 <= self.index_bits <= 32, "an integer in [1, 32]"),
+            ("min_bits", 2 <= self.min_bits <= 16, "an integer in [2, 16]"),
+            ("max_bits", self.min_bits <= self.max_bits <= 16, f"an integer in [min_bits ({self.min_bits}), 16]"),
             ("name", self.name is None or (bool(self.name) and "/" not in self.name),
              "a non-empty name without '/' or unset"),
         ]

@@ -19,7 +19,7 @@ from surrogate_emo.errors import ConfigError, FineTuneDiverged
 from surrogate_emo.schemes import Scheme
 from surrogate_emo.train import error_rate, fit
 
-CHEAP_OBJECTIVES = ("params", "bytes", "macs")
+CHEAP_OBJECTIVES = ("params", "bytes", "macs", "energy")
 WARM_PREFIX = "cache:seed "  # an evaluation's source when it warm-started from the model of the evaluation of that seed
 FAILED_ERROR = 1.0  # what the search is told for a failed evaluation: the worst possible error rate
 
@@ -52,10 +52,33 @@ def _cached_dataset(**source) -> DataSplits:
     return load_dataset(**source)
 
 
-def objective_vector(evaluation: Evaluation, cheap: tuple[str, ...] | list[str]) -> np.ndarray:
-    """`[error, *ratios]` as float64, minimized; a failed evaluation gets the worst error, `FAILED_ERROR`."""
+SMALLEST_RATIO = 1e-12  # the log of a ratio of 0 (nothing kept) is taken at this ratio
+
+
+def cheap_objective(ratios, scale: str = "linear", decades: float = 3.0) -> np.ndarray:
+    """Cheap objectives from compressed/dense ratios: the ratio itself (``linear``), or ``1 + log10(ratio) / D``
+    (``log``) with ``D = decades``, so that 1 is no compression, 0 is ``10**D`` times smaller, and 10x to 100x
+    counts as much as 1x to 10x. On the linear ratio everything beyond 10x shares the last tenth of the axis.
+
+    Example:
+        >>> cheap_objective([1.0, 0.1, 0.001], "log").round(6).tolist()
+        [1.0, 0.666667, 0.0]
+    """
+    ratios = np.asarray(ratios, dtype=np.float64)
+    if scale == "linear":
+        return ratios
+    if scale == "log":
+        return 1.0 + np.log10(np.maximum(ratios, SMALLEST_RATIO)) / decades
+    raise ConfigError(f"objective scale must be 'log' or 'linear', got {scale!r}")
+
+
+def objective_vector(evaluation: Evaluation, cheap: tuple[str, ...] | list[str], scale: str = "linear",
+                     decades: float = 3.0) -> np.ndarray:
+    """`[error, *cheap objectives]` as float64, minimized (see `cheap_objective`); a failed evaluation gets the
+    worst error, `FAILED_ERROR`."""
     error = evaluation.error if evaluation.ok else FAILED_ERROR
-    return np.array([error] + [evaluation.ratios[name] for name in cheap], dtype=np.float64)
+    ratios = [evaluation.ratios[name] for name in cheap]
+    return np.concatenate([[error], cheap_objective(ratios, scale, decades)]).astype(np.float64)
 
 
 class _CacheElsewhere:
@@ -89,10 +112,17 @@ class Evaluator:
 
     def __init__(self, base: nn.Module, data: DataSplits, scheme: Scheme, steps: int, lr: float = 1e-3,
                  batch_size: int = 128, objectives: tuple[str, ...] = ("params",), cache: ModelCache | None = None,
-                 warm_steps: int | None = None, threads: int | None = None) -> None:
+                 warm_steps: int | None = None, threads: int | None = None, objective_scale: str = "linear",
+                 objective_decades: float = 3.0) -> None:
         unknown = [name for name in objectives if name not in CHEAP_OBJECTIVES]
         if unknown or not objectives:
             raise ConfigError(f"objectives must be a non-empty list from {list(CHEAP_OBJECTIVES)}, got {list(objectives)}")
+        missing = [name for name in objectives if name not in scheme.cost_names]
+        if missing:
+            raise ConfigError(f"the {scheme.name or type(scheme).__name__} scheme does not count {missing}; it "
+                              f"counts {list(scheme.cost_names)}")
+        cheap_objective([1.0], objective_scale, objective_decades)  # the scale checked here, once
+        self.objective_scale, self.objective_decades = objective_scale, float(objective_decades)
         if steps < 0:
             raise ConfigError(f"fine-tuning steps must be >= 0, got {steps}")
         self.base, self.data, self.scheme = base, data, scheme
@@ -152,9 +182,12 @@ class Evaluator:
         """Compress ``source`` (default: the dense base model) to ``genome`` and fine-tune it; deterministic in
         ``seed``. Returns (model, steps)."""
         torch.manual_seed(seed)
-        model = self.scheme.compress(self.base if source is None else source, genome)
+        vector = self.scheme.validate(genome)
+        model = self.scheme.compress(self.base if source is None else source, vector)
         taken = fit(model, self.data.train, self.steps if steps is None else steps, lr=self.lr,
-                    batch_size=self.batch_size, seed=seed)
+                    batch_size=self.batch_size, seed=seed,
+                    on_step=lambda step: self.scheme.during_finetune(model, vector, step))
+        self.scheme.after_finetune(model, vector)
         if not all(torch.isfinite(p).all() for p in model.parameters()):
             raise FineTuneDiverged("weights became non-finite during fine-tuning")
         return model, taken
@@ -233,4 +266,10 @@ class Evaluator:
         return np.ones(len(self.objective_names))
 
     def objectives(self, evaluation: Evaluation) -> np.ndarray:
-        return objective_vector(evaluation, self.objective_names[1:])
+        """`[error, *cheap objectives]` on the configured scale: what every search and hypervolume sees."""
+        return objective_vector(evaluation, self.objective_names[1:], self.objective_scale, self.objective_decades)
+
+    def cheap_objectives(self, X) -> np.ndarray:
+        """The exact cheap objectives of genomes ``X`` (`n x d`) on the configured scale, `n x (m - 1)`."""
+        ratios = self.scheme.ratio_matrix(X, self.objective_names[1:])
+        return cheap_objective(ratios, self.objective_scale, self.objective_decades)

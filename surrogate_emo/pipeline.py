@@ -16,7 +16,7 @@ from torch import nn
 
 from surrogate_emo.cache import ModelCache
 from surrogate_emo.cluster import evaluation_backend
-from surrogate_emo.config import UNUSED_FIELDS, RunConfig
+from surrogate_emo.config import LEGACY_VALUES, UNUSED_FIELDS, RunConfig
 from surrogate_emo.data import DATASETS, DataSplits, load_dataset
 from surrogate_emo.errors import ConfigError, OutputError
 from surrogate_emo.evaluate import CHEAP_OBJECTIVES, Evaluation, Evaluator
@@ -24,7 +24,7 @@ from surrogate_emo.front import pareto_indices
 from surrogate_emo.infill import infill_class
 from surrogate_emo.models import build_model, model_factory
 from surrogate_emo.registry import resolve
-from surrogate_emo.schemes import Scheme, scheme_class
+from surrogate_emo.schemes import SCHEMES, Scheme, scheme_class
 from surrogate_emo.problems import SyntheticEvaluator
 from surrogate_emo.report import write_problem_report, write_report
 from surrogate_emo.search import SEARCHES, TrialRunner
@@ -81,7 +81,8 @@ def prepare(config: RunConfig) -> Setup:
              if config.warm_start else None)
     evaluator = Evaluator(base, data, scheme, steps, config.finetune_learning_rate, config.batch_size,
                           tuple(config.objectives), cache=cache, warm_steps=max(1, round(config.warm_fraction * steps)),
-                          threads=config.threads)
+                          threads=config.threads, objective_scale=config.objective_scale,
+                          objective_decades=config.objective_decades)
     evaluator.data_source = {"name": config.dataset, "data_dir": config.data_dir, "seed": config.data_seed}
     return Setup(data, base, evaluator, error_rate(base, data.val), error_rate(base, data.test), cached)
 
@@ -106,7 +107,10 @@ def check_names(config: RunConfig) -> None:
     surrogate_class(config.surrogate)  # cheap: read only by the loop, but a typo is a typo
     infill_class(config.infill)
     model_factory(config.model)
-    scheme_class(config.scheme)
+    scheme = scheme_class(config.scheme)
+    if "energy" in config.objectives and not scheme.counts_energy:
+        raise ConfigError(f"objective energy is not counted by the {config.scheme} scheme; schemes that count it: "
+                          f"{', '.join(name for name, cls in SCHEMES.items() if cls.counts_energy)}")
     if config.dataset not in DATASETS:
         raise ConfigError(f"unknown data set {config.dataset!r}; expected one of {', '.join(DATASETS)}")
     unknown = [name for name in config.objectives if name not in CHEAP_OBJECTIVES]
@@ -131,7 +135,8 @@ def check_outputs(config: RunConfig) -> None:
     if study.exists():  # readable, and holding no run of this name with another configuration
         opened = Study(study)
         try:
-            opened.check_run(config.name, study_key(config), ignore=UNUSED_FIELDS.get(config.search, ()))
+            opened.check_run(config.name, study_key(config), ignore=UNUSED_FIELDS.get(config.search, ()),
+                             assumed=legacy_values(config))
         finally:
             opened.close()
     # the base-model cache too: a compression run would otherwise find out only after training the dense model
@@ -151,7 +156,7 @@ def make_search(config: RunConfig, setup: Setup) -> Search:
     n_obj = 1 + len(cheap_names)
     return search_class(config).from_config(config, setup.scheme.dim, n_obj, n_expensive=1,
                                             ref_point=setup.evaluator.ref_point,
-                                            cheap=lambda X: setup.scheme.ratio_matrix(X, cheap_names))
+                                            cheap=setup.evaluator.cheap_objectives)
 
 
 def final_model(setup: Setup, evaluation: Evaluation, config: RunConfig, epochs: float | None = None,
@@ -197,6 +202,12 @@ def rescore_front(setup: Setup, evaluations: list[Evaluation], config: RunConfig
     return rows
 
 
+def legacy_values(config: RunConfig) -> dict:
+    """What a stored compression run that lacks a field had (`LEGACY_VALUES`); a problem run has no cheap
+    objectives, so nothing is assumed for it."""
+    return {} if config.problem else dict(LEGACY_VALUES)
+
+
 def study_key(config: RunConfig, identity: dict | None = None) -> dict:
     """What the study keys a run by: `RunConfig.identity`, plus ``identity`` (a problem's normalised name)."""
     return {**config.identity(), **(identity or {})}
@@ -213,7 +224,8 @@ def run_in_study(config: RunConfig, evaluator, search: Search, identity: dict | 
     # spare threads do not spin against the other runs of an experiment
     limits = threadpool_limits(limits=config.threads)
     try:
-        run_id = study.open_run(config.name, study_key(config, identity), ignore=UNUSED_FIELDS.get(config.search, ()))
+        run_id = study.open_run(config.name, study_key(config, identity), ignore=UNUSED_FIELDS.get(config.search, ()),
+                                assumed=legacy_values(config))
         if info:
             study.set_info(run_id, **info)
         with evaluation_backend(config.n_jobs, config.dask_scheduler) as n_jobs:  # this machine or a cluster
@@ -280,6 +292,7 @@ def run(config: RunConfig) -> RunResult:
         "dense_params": setup.scheme.dense.params,
         "dense_bytes": setup.scheme.dense.bytes,
         "dense_macs": setup.scheme.dense.macs,
+        **({"dense_energy": setup.scheme.dense.energy} if setup.scheme.dense.energy is not None else {}),
         "objectives": list(setup.evaluator.objective_names),
         "hypervolume_reference_point": setup.evaluator.ref_point.tolist(),
     }

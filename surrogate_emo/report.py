@@ -15,7 +15,7 @@ from matplotlib import ticker  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
-from surrogate_emo.evaluate import Evaluation  # noqa: E402
+from surrogate_emo.evaluate import Evaluation, objective_vector  # noqa: E402
 from surrogate_emo.front import hypervolume, hypervolume_trace, pareto_indices  # noqa: E402
 
 if TYPE_CHECKING:
@@ -33,7 +33,9 @@ def _evaluation_row(trial: int, e: Evaluation, setup: Setup) -> dict:
     costs = setup.scheme.costs(e.genome)
     return {"trial": trial, "status": e.status, "val_error": e.error, "compression": _reduction(e.ratios["params"]),
             "size_reduction": _reduction(e.ratios["bytes"]), "macs_reduction": _reduction(e.ratios["macs"]),
-            "params": costs.params, "bytes": costs.bytes, "macs": costs.macs, "finetune_steps": e.steps,
+            **({"energy_reduction": _reduction(e.ratios["energy"])} if "energy" in e.ratios else {}),
+            "params": costs.params, "bytes": costs.bytes, "macs": costs.macs,
+            **({"energy": costs.energy} if costs.energy is not None else {}), "finetune_steps": e.steps,
             "seconds": round(e.seconds, 4), "seed": e.seed, "source": e.source, "reason": e.reason,
             "predicted_error": e.extra["predicted"][0] if "predicted" in e.extra else "",
             **setup.scheme.layer_columns(e.genome)}
@@ -65,10 +67,25 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def best_compression_within(front: list[dict], dense_test_error: float, points: float) -> float | None:
-    """Largest compression ratio among front models whose test error is at most ``points`` above the dense one."""
-    ratios = [row["compression"] for row in front if row["test_error"] <= dense_test_error + points / 100 + 1e-12]
+def best_compression_within(front: list[dict], dense_test_error: float, points: float,
+                            column: str = "compression") -> float | None:
+    """Largest reduction ``column`` (params: ``compression``; ``size_reduction``, ``macs_reduction``,
+    ``energy_reduction``) among front models whose test error is at most ``points`` above the dense one."""
+    ratios = [row[column] for row in front
+              if column in row and row["test_error"] <= dense_test_error + points / 100 + 1e-12]
     return max(ratios) if ratios else None
+
+
+def hypervolumes(evaluator, evaluations: list[Evaluation]) -> dict[str, float]:
+    """Hypervolume of the validation objectives on both scales of the cheap objectives, reference 1 everywhere:
+    ``log`` (each decade of compression counts the same) and ``linear`` (the ratio; everything beyond 10x shares
+    the last tenth of the axis)."""
+    cheap = evaluator.objective_names[1:]
+    found = {}
+    for scale in ("log", "linear"):
+        F = np.array([objective_vector(e, cheap, scale, evaluator.objective_decades) for e in evaluations])
+        found[scale] = hypervolume(F.reshape(-1, 1 + len(cheap)), evaluator.ref_point)
+    return found
 
 
 def write_report(run_dir: Path, config: RunConfig, setup: Setup, evaluations: list[Evaluation], front: list[dict],
@@ -84,11 +101,17 @@ def write_report(run_dir: Path, config: RunConfig, setup: Setup, evaluations: li
     F = np.array([setup.evaluator.objectives(e) for e in evaluations]).reshape(-1, len(setup.evaluator.objective_names))
     trace = hypervolume_trace(F, setup.evaluator.ref_point)
     extra = {
-        "final_hypervolume_val": float(trace[-1]) if len(trace) else 0.0,
+        "final_hypervolume_val": float(trace[-1]) if len(trace) else 0.0,  # on the configured scale
         "front_size": len(front_rows),
         "front_val_errors_reproduced": all(abs(r["val_error"] - r["val_error_rebuilt"]) < 1e-9 for r in front_rows),
         "best_compression_within_1pt_test": best_compression_within(front_rows, setup.dense_test_error, 1.0),
         "best_compression_within_2pt_test": best_compression_within(front_rows, setup.dense_test_error, 2.0),
+        **{f"best_{column}_within_{points}pt_test": best_compression_within(front_rows, setup.dense_test_error,
+                                                                            points, column)
+           for column, cost in (("size_reduction", "bytes"), ("energy_reduction", "energy"))
+           if cost in setup.scheme.cost_names for points in (1, 2)},
+        "final_hypervolume_val_by_scale": hypervolumes(setup.evaluator, evaluations),
+        "objective_scale": setup.evaluator.objective_scale,
         "final_finetune_epochs": config.final_finetune_epochs,
     }
     accuracy = surrogate_accuracy(evaluations)

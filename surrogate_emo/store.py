@@ -81,9 +81,9 @@ class Study:
     def close(self) -> None:
         self._db.close()
 
-    def open_run(self, name: str, config: dict, ignore: tuple[str, ...] = ()) -> int:
+    def open_run(self, name: str, config: dict, ignore: tuple[str, ...] = (), assumed: dict | None = None) -> int:
         """Create run ``name`` or reopen it; reopening with a different ``config`` (outside ``ignore``) is an error."""
-        self.check_run(name, config, ignore)
+        self.check_run(name, config, ignore, assumed)
         row = self._db.execute("SELECT run_id FROM runs WHERE name = ?", (name,)).fetchone()
         if row is not None:
             return int(row[0])
@@ -92,15 +92,16 @@ class Study:
                                       (name, json.dumps(config, sort_keys=True, default=str), _now()))
         return int(cursor.lastrowid)
 
-    def check_run(self, name: str, config: dict, ignore: tuple[str, ...] = ()) -> None:
+    def check_run(self, name: str, config: dict, ignore: tuple[str, ...] = (), assumed: dict | None = None) -> None:
         """Raise `StudyMismatchError` naming the differing keys if run ``name`` exists with another ``config``.
 
         Only keys both configurations hold are compared: a key the stored run lacks was added by a later version
-        of the package, and one the given configuration lacks no longer defines a run (it became resumable)."""
+        of the package, and one the given configuration lacks no longer defines a run (it became resumable).
+        ``assumed`` gives the value a stored run had for a key it lacks, where the key's arrival changed results."""
         row = self._db.execute("SELECT config FROM runs WHERE name = ?", (name,)).fetchone()
         if row is None:
             return
-        stored = json.loads(row[0])
+        stored = {**(assumed or {}), **json.loads(row[0])}
         current = json.loads(json.dumps(config, default=str))
         changed = sorted(key for key in set(stored) & set(current)
                          if key not in ignore and stored[key] != current[key])
@@ -115,6 +116,10 @@ class Study:
         current.update(info)
         with self._db:
             self._db.execute("UPDATE runs SET info = ? WHERE run_id = ?", (json.dumps(current, default=str), run_id))
+
+    def config(self, run_id: int) -> dict:
+        """The configuration a run was opened with (what `open_run` stored)."""
+        return json.loads(self._db.execute("SELECT config FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0])
 
     def info(self, run_id: int) -> dict:
         return json.loads(self._db.execute("SELECT info FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0])

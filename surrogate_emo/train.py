@@ -20,11 +20,12 @@ from surrogate_emo.errors import FineTuneDiverged, OutputError, SurrogateEMOWarn
 
 
 def fit(model: nn.Module, data: Split, steps: int, lr: float = 1e-3, batch_size: int = 128, seed: int = 0,
-        progress: Callable[[int], None] | None = None) -> int:
+        progress: Callable[[int], None] | None = None, on_step: Callable[[int], None] | None = None) -> int:
     """Train ``model`` in place with Adam for ``steps`` minibatch steps; returns the steps taken.
 
     ``progress``, if given, is called with the steps taken so far: after the first step, about every 1% of
-    ``steps``, and at the end.
+    ``steps``, and at the end. ``on_step``, if given, is called after every step with the steps taken so far
+    (a compression scheme's mask updates).
 
     Raises:
         FineTuneDiverged: the loss became NaN or infinite.
@@ -47,6 +48,8 @@ def fit(model: nn.Module, data: Split, steps: int, lr: float = 1e-3, batch_size:
             loss.backward()
             optimizer.step()
             taken += 1
+            if on_step is not None:
+                on_step(taken)
             if progress is not None and (taken % every == 0 or taken in (1, steps)):
                 progress(taken)
     model.eval()

@@ -76,7 +76,7 @@ def test_a_config_file_of_binary_bytes_is_one_line(tmp_path, capsys):
                                          "factory(input_shape, n_classes) -> torch.nn.Module"),
     ("model", "math:pi", "model factory 'math:pi' must be callable"),
     ("dataset", "cifar", "unknown data set 'cifar'; expected one of digits, fashion-mnist, idx, cifar10"),
-    ("objectives", ["params", "flops"], "objectives must be a non-empty list from ['params', 'bytes', 'macs']"),
+    ("objectives", ["params", "flops"], "objectives must be a non-empty list from ['params', 'bytes', 'macs', 'energy']"),
 ])
 def test_unknown_names_fail_before_any_data_is_loaded_or_model_trained(tmp_path, monkeypatch, field, value,
                                                                       message):

@@ -123,7 +123,9 @@ def test_the_default_scheme_leaves_names_and_study_keys_as_they_were():
     identity that names a run and keys its study; another scheme is."""
     assert RunConfig().name == "quickstart" and "scheme" not in RunConfig().identity()
     assert RunConfig(scheme="lowrank-sparse", pop_size=20).name == RunConfig(pop_size=20).name
-    assert RunConfig(pop_size=20).name == "digits-mlp-nsga2-d3fd6021"  # as named before schemes had names
+    # as named before schemes had names and the cheap objectives a log scale
+    assert RunConfig(pop_size=20, objective_scale="linear").name == "digits-mlp-nsga2-d3fd6021"
+    assert RunConfig(pop_size=20).name != "digits-mlp-nsga2-d3fd6021"  # a log-scale run is another run
     other = RunConfig(scheme="mypackage.schemes:Mine", pop_size=20)
     assert other.identity()["scheme"] == "mypackage.schemes:Mine" and other.name != RunConfig(pop_size=20).name
 

@@ -29,14 +29,19 @@ def test_evaluator_counts_evaluations_steps_and_seconds(setup):
     assert setup.evaluator.total_seconds > before[2]
 
 
-def test_objectives_are_error_then_exact_ratios(setup):
+def test_objectives_are_error_then_exact_ratios_on_a_log_scale(setup):
     genome = np.full(setup.scheme.dim, 0.7)
     evaluation = setup.evaluator(genome, seed=0)
     objectives = setup.evaluator.objectives(evaluation)
     costs = setup.scheme.costs(genome)
+    ratio = costs.params / setup.scheme.dense.params
+    assert setup.evaluator.objective_scale == "log" and evaluation.ratios["params"] == ratio
     assert objectives.dtype == np.float64
     assert objectives[0] == evaluation.error
-    assert objectives[1] == costs.params / setup.scheme.dense.params
+    assert objectives[1] == pytest.approx(1 + np.log10(ratio) / 3, rel=1e-15)
+    np.testing.assert_allclose(setup.evaluator.cheap_objectives(genome[None, :]), [[objectives[1]]], rtol=1e-15)
+    linear = Evaluator(setup.base, setup.data, setup.scheme, steps=1, objective_scale="linear")
+    assert linear.objectives(evaluation)[1] == ratio
 
 
 def test_a_diverging_fine_tune_is_a_failed_evaluation_with_its_reason(setup):
@@ -53,7 +58,7 @@ def test_bad_genomes_and_objectives_are_rejected(setup):
         setup.evaluator(np.zeros(3), seed=0)
     with pytest.raises(SearchSpaceError, match=r"in \[0, 1\], got 1.rank=nan"):
         setup.evaluator(np.full(6, np.nan), seed=0)
-    with pytest.raises(ConfigError, match=r"objectives must be a non-empty list from \['params', 'bytes', 'macs'\], got \['flops'\]"):
+    with pytest.raises(ConfigError, match=r"objectives must be a non-empty list from \['params', 'bytes', 'macs', 'energy'\], got \['flops'\]"):
         Evaluator(setup.base, setup.data, setup.scheme, steps=1, objectives=("flops",))
 
 

@@ -18,9 +18,10 @@ from surrogate_emo.config import RunConfig
 from surrogate_emo.errors import ConfigError, SearchSpaceError
 from surrogate_emo.models import mlp
 from surrogate_emo.pipeline import check_names
-from surrogate_emo.schemes import SCHEMES, LowRankSparseScheme, Scheme, scheme_class
+from surrogate_emo.schemes import (SCHEMES, FiltersScheme, LowRankSparseScheme, PruneQuantScheme, PruneScheme, QuantScheme, Scheme,
+                                   scheme_class)
 
-SCHEMES_UNDER_TEST = [LowRankSparseScheme]
+SCHEMES_UNDER_TEST = [LowRankSparseScheme, PruneScheme, FiltersScheme, QuantScheme, PruneQuantScheme]
 
 
 def small_cnn() -> nn.Module:
@@ -58,13 +59,15 @@ def test_every_registered_scheme_is_under_test():
 
 def test_costs_from_the_genome_are_what_the_built_model_stores_and_computes(case):
     scheme, base, shape = case
-    assert scheme.dense == measure(base, shape)
+    assert scheme.dense == measure(base, shape, scheme.pricing)
     X = genomes(scheme)
     for genome in X:
-        assert scheme.costs(genome) == measure(scheme.compress(base, genome), shape), genome
-    ratios = scheme.ratio_matrix(X, ("params", "bytes", "macs"))
-    expected = [[scheme.ratios(g)[name] for name in ("params", "bytes", "macs")] for g in X]
-    np.testing.assert_array_equal(ratios, np.array(expected))
+        assert scheme.costs(genome) == measure(scheme.compress(base, genome), shape, scheme.pricing), genome
+    names = scheme.cost_names
+    ratios = scheme.ratio_matrix(X, names)
+    expected = np.array([[scheme.ratios(g)[name] for name in names] for g in X])
+    np.testing.assert_array_equal(ratios[:, :3], expected[:, :3])  # integer counts: exact
+    np.testing.assert_allclose(ratios, expected, rtol=1e-12)  # energy: floats summed in another order
 
 
 def test_compressing_never_modifies_the_input_model(case):
@@ -90,10 +93,11 @@ def test_a_compressed_model_is_recompressed_to_a_smaller_genome_it_holds(case):
     scheme, base, shape = case
     big, small = np.full(scheme.dim, 0.85), np.full(scheme.dim, 0.6)
     assert scheme.holds(np.vstack([big, small]), small).tolist() == [True, True]
-    assert not scheme.holds(small[None, :], big)[0]
+    if scheme.costs(small).params < scheme.costs(big).params:  # fewer kept values cannot hold more
+        assert not scheme.holds(small[None, :], big)[0]
     source = scheme.compress(base, big)
     again = scheme.compress(source, small)
-    assert measure(again, shape) == scheme.costs(small)
+    assert measure(again, shape, scheme.pricing) == scheme.costs(small)
     with torch.no_grad():
         out = again(torch.randn(4, *shape))
     assert out.shape == (4, 10) and torch.isfinite(out).all()
@@ -151,9 +155,9 @@ def test_the_lowrank_sparse_scheme_is_the_space_operator_and_cost_model():
 
 
 def test_an_unknown_scheme_lists_the_known_ones():
-    with pytest.raises(ConfigError, match="unknown scheme 'low-rank'; known: lowrank-sparse.*package.module:Name"):
+    with pytest.raises(ConfigError, match="unknown scheme 'low-rank'; known: filters, lowrank-sparse, prune.*package.module:Name"):
         scheme_class("low-rank")
-    with pytest.raises(ConfigError, match="unknown scheme 'low-rank'; known: lowrank-sparse"):
+    with pytest.raises(ConfigError, match="unknown scheme 'low-rank'; known: filters, lowrank-sparse"):
         check_names(RunConfig(scheme="low-rank"))  # before any data is loaded or model trained
 
 
@@ -198,3 +202,31 @@ def test_a_lowrank_sparse_warm_start_is_the_compression_of_its_dense_equivalent(
     x = torch.randn(4, *shape)
     with torch.no_grad():
         torch.testing.assert_close(warm(x), cold(x), rtol=1e-5, atol=1e-6)
+
+
+def test_prune_with_recovery_lets_pruned_weights_return_and_ends_with_the_genomes_count():
+    from surrogate_emo.compress.masks import masked_layers
+    from surrogate_emo.data import load_dataset
+    from surrogate_emo.evaluate import Evaluator
+
+    data = load_dataset("digits", seed=0)
+    torch.manual_seed(0)
+    base = mlp(data.input_shape, data.n_classes)
+    fixed = PruneScheme(base, data.input_shape)
+    moving = PruneScheme(base, data.input_shape, recovery=True, recovery_every=5)
+    genome = np.full(fixed.dim, 0.6)
+    kept = [s.kept for s in fixed.decode(genome)]
+    start = {name: layer.mask.clone() for name, layer in masked_layers(fixed.compress(base, genome)).items()}
+
+    def masks(scheme):
+        model, _ = Evaluator(base, data, scheme, steps=60, lr=1e-2).finetune(genome, seed=0)
+        return {name: (layer.mask.clone(), layer.recovery) for name, layer in masked_layers(model).items()}
+
+    for name, (mask, recovery) in masks(fixed).items():  # fixed masks never move
+        assert torch.equal(mask, start[name]) and not recovery
+    moved = masks(moving)
+    assert [int(mask.sum()) for mask, _ in moved.values()] == kept  # the genome's count, exactly
+    assert not any(recovery for _, recovery in moved.values())  # fixed from then on
+    assert any(not torch.equal(mask, start[name]) for name, (mask, _) in moved.items())  # weights came back
+    with pytest.raises(ConfigError, match="recovery_every must be an integer >= 1, got 0"):
+        PruneScheme(base, data.input_shape, recovery=True, recovery_every=0)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from surrogate_emo.compress.layers import LowRankSparse
+from surrogate_emo.compress.pricing import Pricing, price_model
 from surrogate_emo.space import CompressionSpace, LayerSetting, LayerSpec
 
 VALUE_BYTES = 4  # float32
@@ -21,15 +22,30 @@ INDEX_BYTES = 4  # int32 flat index of a kept residual entry
 
 @dataclass(frozen=True)
 class Costs:
+    """Exact costs of one model. ``energy`` is the accelerator model's total (`surrogate_emo.compress.pricing`),
+    ``None`` where the model's layers are not priced by it (low rank + sparse)."""
+
     params: int
     bytes: int
     macs: int
+    energy: float | None = None
 
     def __add__(self, other: Costs) -> Costs:
-        return Costs(self.params + other.params, self.bytes + other.bytes, self.macs + other.macs)
+        energy = None if self.energy is None or other.energy is None else self.energy + other.energy
+        return Costs(self.params + other.params, self.bytes + other.bytes, self.macs + other.macs, energy)
 
     def __sub__(self, other: Costs) -> Costs:
-        return Costs(self.params - other.params, self.bytes - other.bytes, self.macs - other.macs)
+        energy = None if self.energy is None or other.energy is None else self.energy - other.energy
+        return Costs(self.params - other.params, self.bytes - other.bytes, self.macs - other.macs, energy)
+
+
+def sum_energy(energies) -> float:
+    """Layer energies summed left to right from 0.0: the one order both a genome's costs and a built model's use,
+    so that the two agree to the last bit."""
+    total = 0.0
+    for energy in energies:
+        total += energy
+    return total
 
 
 def dense_layer_costs(spec: LayerSpec) -> Costs:
@@ -97,8 +113,19 @@ class CostModel:
                 "macs": self._rest.macs + (stored * positions).sum(axis=1)}
 
 
-def measure(model: nn.Module, input_shape: tuple[int, ...]) -> Costs:
-    """Count what a built model stores and computes: parameters, state-dict bytes, and MACs of one forward pass."""
+def measure(model: nn.Module, input_shape: tuple[int, ...], pricing: Pricing | None = None) -> Costs:
+    """Count what a built model stores and computes: parameters, bytes, and MACs of one forward pass.
+
+    Without ``pricing``: state-dict bytes (float32 values, int32 indices) and no energy, as the low-rank + sparse
+    scheme counts. With it: every ``Linear``/``Conv2d``-like layer priced by `surrogate_emo.compress.pricing` (its
+    coding, non-zero MACs, energy summed in module order) and the rest of the state dict as stored.
+    """
+    if pricing is not None:
+        priced = price_model(model, input_shape, pricing)
+        layers = list(priced.layers.values())
+        return Costs(priced.rest_params + sum(layer.params for layer in layers),
+                     priced.rest_bytes + sum(layer.bytes for layer in layers),
+                     sum(layer.macs for layer in layers), sum_energy(layer.energy for layer in layers))
     params = sum(p.numel() for p in model.parameters())
     stored = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     macs = 0

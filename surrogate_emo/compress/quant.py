@@ -123,11 +123,21 @@ class QuantLayer(nn.Module):
     construction. The forward pass computes with `fake_quantize` of ``weight``.
     """
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, bits: int) -> None:
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, bits: int,
+                 mask: torch.Tensor | None = None) -> None:
         super().__init__()
         self.bits = check_bits(bits)
         self.weight = nn.Parameter(weight.detach().clone())
         self.bias = nn.Parameter(bias.detach().clone()) if bias is not None else None
+        if mask is not None:  # pruned and quantised: masked weights are zero and get no gradient (a fixed mask)
+            if mask.shape != weight.shape:
+                raise ConfigError(f"the mask must have the weight's shape {tuple(weight.shape)}, got "
+                                  f"{tuple(mask.shape)}")
+            self.register_buffer("mask", mask.detach().to(device=weight.device, dtype=torch.bool).clone())
+            with torch.no_grad():
+                self.weight.masked_fill_(~self.mask, 0.0)
+        else:
+            self.mask = None
 
     @property
     def out_channels(self) -> int:
@@ -146,7 +156,8 @@ class QuantLayer(nn.Module):
 
     def quantized_weight(self) -> torch.Tensor:
         """The weight the forward pass computes with (straight-through: differentiable in ``weight``)."""
-        return fake_quantize(self.weight, self.bits)
+        weight = self.weight if self.mask is None else self.weight * self.mask
+        return fake_quantize(weight, self.bits)
 
     def dense_weight(self) -> torch.Tensor:
         """Same as `quantized_weight`: the weight the layer computes with, in the layout of the dense layer."""
@@ -159,7 +170,7 @@ class QuantLayer(nn.Module):
         ``weight`` has the dense layer's shape, int8 for ``q <= 8`` and int16 above; ``dequantize(weight, scale)``
         is the weight the forward pass uses.
         """
-        q_int, scale = quantize_per_channel(self.weight, self.bits)
+        q_int, scale = quantize_per_channel(self.weight if self.mask is None else self.weight * self.mask, self.bits)
         bias = self.bias.detach().to(torch.float32).clone() if self.bias is not None else None
         return {"weight": q_int, "scale": scale.to(torch.float32), "bias": bias, "bits": self.bits}
 
@@ -167,6 +178,13 @@ class QuantLayer(nn.Module):
         """Flat boolean mask (row-major, `N`) of the weights whose integer is non-zero, for a sparse coding."""
         q_int, _ = quantize_per_channel(self.weight, self.bits)
         return (q_int != 0).flatten().cpu().numpy()
+
+    def structure_mask(self) -> np.ndarray:
+        """Flat boolean mask (row-major, `N`) of the weights the structure keeps: the pruning mask, or all of them.
+        What a scheme prices (a weight rounded to zero is still stored: its position is not known in advance)."""
+        if self.mask is None:
+            return np.ones(self.n_weights, dtype=bool)
+        return self.mask.flatten().cpu().numpy()
 
     def stored_bits(self) -> int:
         """Bits stored under a dense coding: ``N q + 32 C_out + 32 bias_count``.
@@ -196,11 +214,12 @@ class QuantLinear(QuantLayer):
     """
 
     @classmethod
-    def from_dense(cls, layer: nn.Linear, bits: int) -> QuantLinear:
-        """A copy of ``layer`` (weight and bias cloned) that quantises its weight to ``bits``."""
+    def from_dense(cls, layer: nn.Linear, bits: int, mask: torch.Tensor | None = None) -> QuantLinear:
+        """A copy of ``layer`` (weight and bias cloned) that quantises its weight to ``bits`` (keeping only the
+        weights of ``mask``, when given)."""
         if not isinstance(layer, nn.Linear):
             raise ConfigError(f"expected an nn.Linear, got {type(layer).__name__}")
-        return cls(layer.weight, layer.bias, bits)
+        return cls(layer.weight, layer.bias, bits, mask)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.quantized_weight(), self.bias)
@@ -216,18 +235,19 @@ class QuantConv2d(QuantLayer):
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, bits: int, stride=1, padding=0, dilation=1,
-                 groups: int = 1) -> None:
-        super().__init__(weight, bias, bits)
+                 groups: int = 1, mask: torch.Tensor | None = None) -> None:
+        super().__init__(weight, bias, bits, mask)
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
 
     @classmethod
-    def from_dense(cls, layer: nn.Conv2d, bits: int) -> QuantConv2d:
-        """A copy of ``layer`` (weight and bias cloned, geometry copied) that quantises its weight to ``bits``."""
+    def from_dense(cls, layer: nn.Conv2d, bits: int, mask: torch.Tensor | None = None) -> QuantConv2d:
+        """A copy of ``layer`` (weight and bias cloned, geometry copied) that quantises its weight to ``bits``
+        (keeping only the weights of ``mask``, when given)."""
         if not isinstance(layer, nn.Conv2d):
             raise ConfigError(f"expected an nn.Conv2d, got {type(layer).__name__}")
         if layer.padding_mode != "zeros":
             raise ConfigError(f"expected padding_mode 'zeros', got {layer.padding_mode!r}")
-        return cls(layer.weight, layer.bias, bits, layer.stride, layer.padding, layer.dilation, layer.groups)
+        return cls(layer.weight, layer.bias, bits, layer.stride, layer.padding, layer.dilation, layer.groups, mask)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.quantized_weight(), self.bias, self.stride, self.padding, self.dilation, self.groups)

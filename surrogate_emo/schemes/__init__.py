@@ -1,13 +1,16 @@
-"""Compression schemes by name: ``lowrank-sparse``, or a scheme of your own as ``package.module:Class``."""
+"""Compression schemes by name: ``lowrank-sparse``, ``prune``, ``filters``, ``quant``, ``prune-quant``, or a scheme of your own as ``package.module:Class``."""
 
 from __future__ import annotations
 
 from surrogate_emo.errors import ConfigError
 from surrogate_emo.registry import resolve
 from surrogate_emo.schemes.base import Scheme
+from surrogate_emo.schemes.filters import FiltersScheme
 from surrogate_emo.schemes.lowrank_sparse import LowRankSparseScheme
+from surrogate_emo.schemes.unstructured import PruneQuantScheme, PruneScheme, QuantScheme
 
-SCHEMES: dict[str, type[Scheme]] = {"lowrank-sparse": LowRankSparseScheme}
+SCHEMES: dict[str, type[Scheme]] = {scheme.name: scheme for scheme in (
+    LowRankSparseScheme, PruneScheme, FiltersScheme, QuantScheme, PruneQuantScheme)}
 
 
 def scheme_class(name: str) -> type[Scheme]:
@@ -26,4 +29,5 @@ def scheme_class(name: str) -> type[Scheme]:
     return found
 
 
-__all__ = ["SCHEMES", "LowRankSparseScheme", "Scheme", "scheme_class"]
+__all__ = ["SCHEMES", "FiltersScheme", "LowRankSparseScheme", "PruneQuantScheme", "PruneScheme", "QuantScheme", "Scheme",
+           "scheme_class"]

@@ -18,13 +18,14 @@ import numpy as np
 from torch import nn
 
 from surrogate_emo.compress.costs import Costs, measure
+from surrogate_emo.compress.pricing import Pricing
 from surrogate_emo.errors import ConfigError
 from surrogate_emo.space import LayerSpec, check_genome, check_genomes, find_layers
 
 if TYPE_CHECKING:
     from surrogate_emo.config import RunConfig
 
-COST_NAMES = ("params", "bytes", "macs")
+COST_NAMES = ("params", "bytes", "macs", "energy")
 
 
 class Scheme(ABC):
@@ -47,6 +48,10 @@ class Scheme(ABC):
     """
 
     name: ClassVar[str] = ""
+    counts_energy: ClassVar[bool] = True
+    """Whether the accelerator energy model prices this scheme's layers (the ``energy`` objective)."""
+    pricing: Pricing | None = None
+    """How layers are priced (coding, energy); ``None``: parameters and state-dict bytes, no energy (low rank)."""
 
     def __init__(self, model: nn.Module, input_shape: tuple[int, ...], layers: list[str] | None = None,
                  decades: float = 3.0) -> None:
@@ -57,7 +62,7 @@ class Scheme(ABC):
         self.layers: list[LayerSpec] = find_layers(model, self.input_shape, layers)
         if not self.layers:
             raise ConfigError("a compression scheme needs at least one Linear or Conv2d layer, got none")
-        self.dense: Costs = measure(model, self.input_shape)
+        self.dense: Costs = measure(model, self.input_shape, self.pricing)
         self._setup()
         self._gene_names = list(self._genes())
 
@@ -109,10 +114,16 @@ class Scheme(ABC):
         """Exact parameters, stored bytes and MACs of ``genome``'s model, counted without building it."""
         return self._costs(self.validate(genome))
 
+    @property
+    def cost_names(self) -> tuple[str, ...]:
+        """The costs this scheme counts: params, bytes and MACs, and energy where its layers are priced by the
+        accelerator model (`surrogate_emo.compress.pricing`)."""
+        return COST_NAMES if self.dense.energy is not None else COST_NAMES[:3]
+
     def ratios(self, genome) -> dict[str, float]:
-        """Compressed / dense for params, bytes and MACs (below 1 means smaller); the cheap objectives."""
+        """Compressed / dense for each of `cost_names` (below 1 means smaller); the cheap objectives."""
         costs = self.costs(genome)
-        return {name: getattr(costs, name) / getattr(self.dense, name) for name in COST_NAMES}
+        return {name: getattr(costs, name) / getattr(self.dense, name) for name in self.cost_names}
 
     def ratio_matrix(self, X, names: tuple[str, ...]) -> np.ndarray:
         """The same ratios for many genomes at once, `n x len(names)`: what the acquisition computes exactly.
@@ -120,6 +131,10 @@ class Scheme(ABC):
         Raises:
             SearchSpaceError: a gene is NaN, infinite or outside `[0, 1]`, or ``X`` is not `n x d`.
         """
+        missing = [name for name in names if name not in self.cost_names]
+        if missing:
+            raise ConfigError(f"the {self.name or type(self).__name__} scheme does not count {missing}; it counts "
+                              f"{list(self.cost_names)}")
         totals = self._cost_matrix(self.validate_matrix(X))
         return np.stack([totals[name] / getattr(self.dense, name) for name in names], axis=1)
 
@@ -141,6 +156,15 @@ class Scheme(ABC):
     def describe(self) -> dict:
         """A JSON-able summary, stored with every study."""
         return self._describe()
+
+    # ---- fine-tuning -------------------------------------------------------------------------------------------
+
+    def during_finetune(self, model: nn.Module, genome: np.ndarray, step: int) -> None:
+        """Called after each fine-tuning step ``step`` (from 1) of a model compressed to ``genome`` (default:
+        nothing; masks that move during training hook in here)."""
+
+    def after_finetune(self, model: nn.Module, genome: np.ndarray) -> None:
+        """Called once the fine-tune of ``genome``'s model is over, before it is scored (default: nothing)."""
 
     # ---- hooks -------------------------------------------------------------------------------------------------
 
@@ -170,7 +194,8 @@ class Scheme(ABC):
     def _cost_matrix(self, X: np.ndarray) -> dict[str, np.ndarray]:
         """Totals per cost name, each of length `n`, for valid genomes `n x d`; override to vectorise."""
         rows = [self._costs(genome) for genome in X]
-        return {name: np.array([getattr(costs, name) for costs in rows], dtype=np.int64) for name in COST_NAMES}
+        return {name: np.array([getattr(costs, name) for costs in rows],
+                               dtype=np.float64 if name == "energy" else np.int64) for name in self.cost_names}
 
     def _holds(self, cached: np.ndarray, genome: np.ndarray) -> np.ndarray:
         """Structure containment for warm starts; without it a scheme has no warm starts."""

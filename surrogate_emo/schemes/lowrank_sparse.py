@@ -31,6 +31,7 @@ class LowRankSparseScheme(Scheme):
     """
 
     name = "lowrank-sparse"
+    counts_energy = False  # the energy model prices pruned and quantised layers, not factored ones
 
     def _setup(self) -> None:
         self.space = CompressionSpace(self.layers, self.decades)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
 from botorch.acquisition.multi_objective.objective import GenericMCMultiOutputObjective
+from botorch.acquisition.multi_objective.utils import get_default_partitioning_alpha
 from botorch.optim import optimize_acqf
 from botorch.sampling import SobolQMCNormalSampler
 
@@ -48,6 +49,7 @@ class BoTorchSearch(SurrogateSearch):
         acquisition = qLogNoisyExpectedHypervolumeImprovement(
             surrogate.model(), ref_point=-torch.as_tensor(self.ref_point), X_baseline=torch.as_tensor(self.X),
             sampler=SobolQMCNormalSampler(torch.Size([MC_SAMPLES]), seed=seed), prune_baseline=True,
+            alpha=get_default_partitioning_alpha(len(self.ref_point)),  # approximate boxes from 5 objectives
             objective=GenericMCMultiOutputObjective(botorch_objective(context)))
         bounds = torch.stack([torch.zeros(self.dim), torch.ones(self.dim)]).double()
         torch.manual_seed(seed)  # the random restarts
