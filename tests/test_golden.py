@@ -14,6 +14,7 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from surrogate_emo.config import config_from_dict, load_config_file
 from surrogate_emo.data import load_dataset
@@ -49,3 +50,17 @@ def test_quickstart_reproduces_the_committed_study(tmp_path):
     errors, committed = np.array([e.error for e in got]), np.array([error for _, _, error in expected])
     assert np.all(np.abs(errors - committed) <= one_image + 1e-12), np.flatnonzero(np.abs(errors - committed) > 0)
     assert int(np.sum(errors == committed)) >= BUDGET - 2, np.flatnonzero(errors != committed)
+
+
+def test_a_study_from_before_the_log_scale_resumes_only_on_the_linear_scale(tmp_path):
+    import shutil
+
+    from surrogate_emo.errors import StudyMismatchError
+    from surrogate_emo.pipeline import check_outputs
+
+    shutil.copytree(ROOT / "results" / "quickstart-linear", tmp_path / "quickstart")
+    values = {**load_config_file(ROOT / "experiments" / "quickstart.toml"), "output_dir": str(tmp_path),
+              "cache_dir": str(tmp_path / "cache"), "progress": False}
+    with pytest.raises(StudyMismatchError, match="objective_scale: stored 'linear', given 'log'"):
+        check_outputs(config_from_dict(values))
+    check_outputs(config_from_dict({**values, "objective_scale": "linear"}))  # its own scale: resumes
