@@ -1,4 +1,5 @@
-"""Command line: ``surrogate-emo run [--config FILE] [--option VALUE ...]`` and ``surrogate-emo experiment FILE``."""
+"""Command line: ``surrogate-emo run [--config FILE] [--option VALUE ...]``, ``surrogate-emo experiment FILE`` and
+``surrogate-emo export RUN_DIR --trial N | --within POINTS``."""
 
 from __future__ import annotations
 
@@ -105,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "of neural networks: compression searches, and experiments of many of them.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,experiment}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,experiment,export}")
     run = commands.add_parser(
         "run", help="run or resume a compression search", usage="%(prog)s [--config FILE] [--option VALUE ...]",
         description="Run (or resume, with the same command) a compression search. With no option: the quickstart "
@@ -125,7 +126,39 @@ def build_parser() -> argparse.ArgumentParser:
                             help="folder that receives <name>/ (default: the file's output_dir, else runs; "
                                  "--output-dir results extends the committed experiments)")
     experiment.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    export = commands.add_parser(
+        "export", help="write one model of a finished run as files that load without this package",
+        description="Write one model of a finished run (model.pt2: torch.export, loaded by torch.export.load; "
+                    "model.safetensors: the packed tensors; model.onnx where the exporter is installed), check that "
+                    "the loaded file reproduces its test error, and measure bytes on disk and CPU latency beside "
+                    "the dense base model (deployment.md). Example: surrogate-emo export runs/quickstart --within 1")
+    export.add_argument("run_dir", help="the run's folder, e.g. runs/quickstart")
+    which = export.add_mutually_exclusive_group(required=True)
+    which.add_argument("--trial", type=int, metavar="N", help="the trial to export")
+    which.add_argument("--within", type=float, metavar="POINTS",
+                       help="the most compressed front model whose test error is at most POINTS above the dense one")
+    export.add_argument("--out", metavar="DIR", help="folder for the files (default: RUN_DIR/export/trial-N)")
+    export.add_argument("--no-onnx", dest="onnx", action="store_false", help="skip the ONNX file")
+    export.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
+
+
+def _export(args: argparse.Namespace) -> int:
+    from surrogate_emo.exporting import export_run
+
+    with _warnings_in_one_line():
+        exported = export_run(args.run_dir, trial=args.trial, within=args.within, out=args.out, onnx=args.onnx)
+    print(f"trial {exported.trial}: test error {100 * exported.test_error:.2f}%, "
+          f"the loaded model.pt2 {100 * exported.loaded_test_error:.2f}%"
+          + (f", model.onnx under ONNX Runtime {100 * exported.table[-1]['test_error']:.2f}%"
+             if "onnx" in exported.files else ""))
+    for row in exported.table:
+        print(f"  {row['model']}: {row['bytes_counted']} bytes counted, {row['safetensors_bytes']} in safetensors, "
+              f"batch 1: {row['ms_batch1_threads1']:.3f} ms, batch 256: {row['ms_batch256_threads1']:.2f} ms "
+              "(one thread)")
+    print(f"files written to {exported.folder}/: {', '.join(sorted(p.name for p in exported.files.values()))}, "
+          "deployment.md")
+    return 0
 
 
 def _experiment(args: argparse.Namespace) -> int:
@@ -165,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "experiment":
             return _experiment(args)
+        if args.command == "export":
+            return _export(args)
         return _run(args)
     except KeyboardInterrupt as interrupt:
         if args.debug:
