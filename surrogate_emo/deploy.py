@@ -214,6 +214,7 @@ def export(model: nn.Module, example: torch.Tensor, folder: Path, onnx: bool = T
 
     folder.mkdir(parents=True, exist_ok=True)
     packed = pack(model)
+    example = example.detach().clone()  # the file keeps the example: not the whole data set a slice is a view of
     written = {}
     batch = {0: torch.export.Dim("batch")}  # any batch size (the example needs 2 or more: 1 would be fixed)
     program = torch.export.export(packed, (example,), dynamic_shapes=(batch,))
