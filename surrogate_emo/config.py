@@ -31,7 +31,8 @@ DEFAULT_SCHEME = "lowrank-sparse"
 
 # Fields added with the compression schemes, read only by some of them: left out of `RunConfig.identity` at their
 # defaults, so the runs and studies made before them keep their names and keys.
-LATER_FIELDS = ("scheme", "objective_decades", "coding", "index_bits", "dataflow", "recovery", "min_bits", "max_bits", "global_keep")
+LATER_FIELDS = ("scheme", "objective_decades", "coding", "index_bits", "dataflow", "recovery", "min_bits", "max_bits", "global_keep",
+                "final_schedule")
 
 # What a stored run that lacks a field had: the cheap objectives were linear ratios before ``objective_scale``.
 LEGACY_VALUES = {"objective_scale": "linear"}
@@ -137,6 +138,10 @@ class RunConfig:
                                       FINETUNE)
     final_finetune_epochs: float = _opt(0.0, "extra fine-tuning epochs for front models before the test re-score",
                                         FINETUNE)
+    final_schedule: str = _opt("one-shot", "how front models reach their genome in the final fine-tune: one-shot "
+                                           "(fine-tune the evaluated model further) or gradual (from the dense "
+                                           "model, Zhu and Gupta's cubic schedule)", FINETUNE,
+                               choices=("one-shot", "gradual"))
     lr: float = _opt(1e-3, "Adam learning rate of the dense base model's training", DATA)
     finetune_lr: float | None = _opt(None, "Adam learning rate of each fine-tune", FINETUNE, shown="--lr")
     batch_size: int = _opt(128, "minibatch size of the base model's training and of every fine-tune", DATA)

@@ -24,6 +24,7 @@ from surrogate_emo.front import pareto_indices
 from surrogate_emo.infill import infill_class
 from surrogate_emo.models import build_model, model_factory
 from surrogate_emo.registry import resolve
+from surrogate_emo.schedule import gradual_finetune
 from surrogate_emo.schemes import SCHEMES, Scheme, scheme_class
 from surrogate_emo.problems import SyntheticEvaluator
 from surrogate_emo.report import write_problem_report, write_report
@@ -163,8 +164,9 @@ def final_model(setup: Setup, evaluation: Evaluation, config: RunConfig, epochs:
                 history: Sequence[Evaluation] = (), memo: dict | None = None) -> tuple[nn.Module, float]:
     """The model an evaluation scored (from the cache, or rebuilt: same genome, same seed and, for a warm start,
     the same source model rebuilt from ``history``: the same weights), given ``epochs`` more of fine-tuning
-    (default: ``config.final_finetune_epochs``); returns it with its validation error as rebuilt, before that
-    extra fine-tuning. A warm start whose source is not in ``history`` is rebuilt cold, and its error differs."""
+    (default: ``config.final_finetune_epochs``; with ``config.final_schedule = "gradual"`` the dense model is
+    compressed to the genome gradually over those epochs instead); returns it with its validation error as
+    rebuilt, before that extra fine-tuning. A warm start whose source is not in ``history`` is rebuilt cold, and its error differs."""
     epochs = config.final_finetune_epochs if epochs is None else epochs
     cached = setup.evaluator.cache.load(evaluation.genome) if setup.evaluator.cache is not None else None
     if cached is not None:  # the very model that was evaluated
@@ -176,8 +178,16 @@ def final_model(setup: Setup, evaluation: Evaluation, config: RunConfig, epochs:
             model, _ = setup.evaluator.finetune(evaluation.genome, evaluation.seed)
     reproduced = error_rate(model, setup.data.val)
     if epochs > 0:
-        fit(model, setup.data.train, steps_for(epochs, len(setup.data.train), config.batch_size),
-            lr=config.finetune_learning_rate, batch_size=config.batch_size, seed=evaluation.seed + 1)
+        steps = steps_for(epochs, len(setup.data.train), config.batch_size)
+        if config.final_schedule == "gradual":  # from the dense model, not from the evaluated one
+            model = gradual_finetune(setup.scheme, setup.base, evaluation.genome, setup.data.train, steps,
+                                     lr=config.finetune_learning_rate, batch_size=config.batch_size,
+                                     seed=evaluation.seed + 1)
+        else:
+            fit(model, setup.data.train, steps, lr=config.finetune_learning_rate, batch_size=config.batch_size,
+                seed=evaluation.seed + 1, on_step=lambda step: setup.scheme.during_finetune(model, evaluation.genome,
+                                                                                              step))
+            setup.scheme.after_finetune(model, evaluation.genome)
     return model, reproduced
 
 

@@ -1,10 +1,16 @@
 """Compression quality: the fronts found by the searches, each model fine-tuned further and scored on the test
-split, beside global magnitude pruning of the dense model at the same compression ratios and the same total
-fine-tuning.
+split, beside global magnitude pruning of the dense model (and global pruning plus uniform 8-bit quantisation) at
+the same compression ratios and the same total fine-tuning.
 
-Global magnitude pruning is the usual strong baseline: one threshold over every compressed layer's weights
-(``torch.nn.utils.prune.global_unstructured`` with L1 magnitude), then fine-tuning with the mask held fixed.
-Each result is appended to ``quality/models.jsonl`` as it finishes, so an interrupted study resumes.
+Global magnitude pruning is the usual strong baseline: one threshold over every compressed layer's weights, then
+fine-tuning with the masks held fixed. With 8 bits, the kept weights are also quantised per output channel and
+fine-tuned through the straight-through estimator. Both are built from this package's masked and quantised layers,
+so their parameters, bytes (each layer in its smallest coding) and energy are counted exactly as the schemes'.
+
+Each front model and each baseline is finished with every schedule asked for: ``one-shot`` (the evaluated model,
+or the dense model pruned at once, fine-tuned further) and ``gradual`` (from the dense model to the target on Zhu
+and Gupta's cubic schedule over the same steps, `surrogate_emo.schedule`). Each result is appended to
+``quality/models.jsonl`` as it finishes, so an interrupted study resumes.
 """
 
 from __future__ import annotations
@@ -19,13 +25,23 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from torch import nn  # noqa: E402
-from torch.nn.utils import prune  # noqa: E402
 
+from surrogate_emo.compress import measure  # noqa: E402
+from surrogate_emo.compress.masks import MaskedConv2d, MaskedLayer, MaskedLinear  # noqa: E402
+from surrogate_emo.compress.pricing import Pricing  # noqa: E402
+from surrogate_emo.compress.quant import QuantConv2d, QuantLayer, QuantLinear  # noqa: E402
 from surrogate_emo.config import RunConfig  # noqa: E402
 from surrogate_emo.errors import ConfigError  # noqa: E402
 from surrogate_emo.report import write_csv  # noqa: E402
+from surrogate_emo.schedule import cubic_share  # noqa: E402
+from surrogate_emo.surgery import replace_layer  # noqa: E402
 from surrogate_emo.train import error_rate, fit, steps_for  # noqa: E402
+
+SCHEDULES = ("one-shot", "gradual")
+BASELINES = {"global-pruning": None, "global-pruning-8bit": 8}  # name -> weight bits (None: float32)
+RATIOS = ("params", "bytes", "energy")
 
 
 @dataclass
@@ -35,40 +51,93 @@ class QualityConfig:
     methods: list[str] = field(default_factory=list)  # whose fronts are re-scored
     seed: int = 0  # the run of this seed, for every method: one dense base model, one pruning curve
     final_finetune_epochs: float = 10.0  # extra fine-tuning of every front model before the test score
-    min_compression: float = 2.0  # front models below this are left out: the flat end, where nothing differs
+    min_compression: float = 2.0  # front models less compressed (in the runs' first objective) are left out
     max_models: int = 24  # per front, spread evenly in log compression, to bound the study's time
+    schedules: list[str] = field(default_factory=lambda: ["one-shot"])  # how each model reaches its target
+    baselines: list[str] = field(default_factory=lambda: ["global-pruning"])  # beside the fronts
+    baseline_points: int = 0  # > 0: baselines at this many params ratios spread evenly (log) over the fronts' range
 
     def __post_init__(self) -> None:
+        if self.baseline_points < 0:
+            raise ConfigError(f"quality baseline_points must be >= 0, got {self.baseline_points}")
         if self.final_finetune_epochs < 0 or self.min_compression < 1 or self.max_models < 1:
             raise ConfigError("quality needs final_finetune_epochs >= 0, min_compression >= 1 and max_models >= 1; "
                               f"got {self.final_finetune_epochs}, {self.min_compression}, {self.max_models}")
+        for key, known, given in (("schedules", SCHEDULES, self.schedules), ("baselines", BASELINES, self.baselines)):
+            unknown = [name for name in given if name not in known]
+            if unknown or (key == "schedules" and not given):
+                raise ConfigError(f"quality {key} must be a list from {list(known)}, got {given}")
 
 
-def global_magnitude_prune(model: nn.Module, layer_names: list[str], params_ratio: float) -> nn.Module:
-    """A copy of ``model`` whose compressed layers keep their largest-magnitude weights, one threshold for all,
-    so that its parameters (non-zero weights, biases, the rest) are ``params_ratio`` of the dense count."""
+def global_magnitude_prune(model: nn.Module, layer_names: list[str], params_ratio: float,
+                           bits: int | None = None) -> nn.Module:
+    """A copy of ``model`` whose layers ``layer_names`` keep their largest-magnitude weights, one threshold for all
+    (ties to the earlier layer and position), so that its parameters (kept weights, biases, the rest) are
+    ``params_ratio`` of the dense model's; with ``bits`` the kept weights are quantised too. A layer already
+    masked (a gradual schedule's earlier step) is pruned further from its kept weights.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+        >>> pruned = global_magnitude_prune(net, ["0", "2"], 0.5)
+        >>> sum(p.numel() for p in net.parameters()), pruned[0].kept + pruned[2].kept + 3 + 2
+        (23, 12)
+    """
     pruned = copy.deepcopy(model)
-    modules = dict(pruned.named_modules())
-    targets = [(modules[name], "weight") for name in layer_names]
-    total = sum(p.numel() for p in pruned.parameters())
-    prunable = sum(module.weight.numel() for module, _ in targets)
+    layers = {name: pruned.get_submodule(name) for name in layer_names}
+    weights = {name: _effective(layer) for name, layer in layers.items()}
+    # a masked layer keeps its full weight as the parameter: the count is the dense model's either way
+    total = sum(p.numel() for p in model.parameters())
+    prunable = sum(w.numel() for w in weights.values())
     keep = round(params_ratio * total) - (total - prunable)
     if not 0 <= keep <= prunable:
         raise ConfigError(f"a params ratio of {params_ratio:.4g} needs {keep} of the {prunable} prunable weights")
-    prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=prunable - keep)
+    magnitudes = torch.cat([w.abs().flatten() for w in weights.values()])
+    order = torch.sort(magnitudes, descending=True, stable=True).indices[:keep]
+    flat = torch.zeros(magnitudes.numel(), dtype=torch.bool)
+    flat[order] = True
+    start = 0
+    for name, weight in weights.items():
+        mask = flat[start:start + weight.numel()].view(weight.shape)
+        start += weight.numel()
+        pruned = replace_layer(pruned, name, _masked(layers[name], weight, mask, bits))
     return pruned
 
 
-def pruned_params(model: nn.Module) -> int:
-    """Parameters of a pruned model: its non-zero masked weights and every other parameter."""
-    count = 0
-    for name, parameter in model.named_parameters():
-        if name.endswith("weight_orig"):
-            module = model.get_submodule(name.rsplit(".", 1)[0])
-            count += int(module.weight_mask.sum())
-        else:
-            count += parameter.numel()
-    return count
+def _effective(layer: nn.Module) -> torch.Tensor:
+    if isinstance(layer, MaskedLayer):
+        return (layer.weight * layer.mask).detach()
+    if isinstance(layer, QuantLayer) and layer.mask is not None:
+        return (layer.weight * layer.mask).detach()
+    return layer.weight.detach()
+
+
+def _masked(layer: nn.Module, weight: torch.Tensor, mask: torch.Tensor, bits: int | None) -> nn.Module:
+    conv = weight.dim() == 4
+    geometry = {key: getattr(layer, key) for key in ("stride", "padding", "dilation", "groups")} if conv else {}
+    if bits is not None:
+        return (QuantConv2d(weight, layer.bias, bits, mask=mask, **geometry) if conv
+                else QuantLinear(weight, layer.bias, bits, mask=mask))
+    return MaskedConv2d(weight, mask, layer.bias, **geometry) if conv else MaskedLinear(weight, mask, layer.bias)
+
+
+def pruned_baseline(base: nn.Module, layer_names: list[str], params_ratio: float, bits: int | None, schedule: str,
+                    data, steps: int, lr: float, batch_size: int, seed: int, updates: int = 20,
+                    ramp: float = 0.75) -> nn.Module:
+    """Global magnitude pruning (and ``bits``-bit quantisation) of ``base`` to ``params_ratio``, fine-tuned for
+    ``steps``: at once (``one-shot``), or on the cubic schedule (``gradual``, as `surrogate_emo.schedule`)."""
+    if schedule == "one-shot":
+        model = global_magnitude_prune(base, layer_names, params_ratio, bits)
+        fit(model, data, steps, lr=lr, batch_size=batch_size, seed=seed)
+        return model
+    ramp_steps = round(ramp * steps)
+    bounds = [round(ramp_steps * k / updates) for k in range(updates + 1)] + [steps]
+    model = base
+    for k in range(updates + 1):
+        ratio = float(cubic_share(np.array(params_ratio), min(1.0, (k + 1) / updates)))
+        model = global_magnitude_prune(model, layer_names, ratio, bits)
+        if bounds[k + 1] > bounds[k]:
+            fit(model, data, bounds[k + 1] - bounds[k], lr=lr, batch_size=batch_size, seed=seed + k)
+    return model
 
 
 def _spread(front: list, compressions: np.ndarray, limit: int) -> list:
@@ -87,9 +156,20 @@ def _done(path: Path) -> dict[tuple, dict]:
     return {tuple(r["key"]): r for r in rows}
 
 
+def _schedule_key(schedule: str) -> tuple:
+    """The schedule's part of a result's key: none for one-shot, so results recorded before schedules existed
+    are found again."""
+    return () if schedule == "one-shot" else (schedule,)
+
+
+def _ratios(costs, dense) -> dict[str, float]:
+    return {f"{name}_ratio": getattr(costs, name) / getattr(dense, name) for name in RATIOS
+            if getattr(costs, name) is not None and getattr(dense, name) is not None}
+
+
 def compression_quality(out_dir: Path, runs: dict[str, RunConfig], quality: QualityConfig) -> list[dict]:
-    """Re-score the fronts of ``runs`` (method -> the run's config) and prune the dense model at their
-    compression ratios; writes ``out_dir/quality/`` and returns one row per model."""
+    """Re-score the fronts of ``runs`` (method -> the run's config) and prune the dense model at their params
+    ratios with each baseline and schedule; writes ``out_dir/quality/`` and returns one row per model."""
     from surrogate_emo.compare import load_run
     from surrogate_emo.pipeline import final_model, front_evaluations, prepare
 
@@ -108,78 +188,118 @@ def compression_quality(out_dir: Path, runs: dict[str, RunConfig], quality: Qual
     configs = list(runs.values())
     if len({c.seed for c in configs}) != 1:
         raise ConfigError(f"the runs compared must share one seed (one base model); got {[c.seed for c in configs]}")
-    setup, ratios = prepare(configs[0]), set()
-    # the search's fine-tune and the final one: what every pruned model gets too
-    total_steps = setup.evaluator.steps + (steps_for(quality.final_finetune_epochs, len(setup.data.train),
-                                                     configs[0].batch_size) if quality.final_finetune_epochs else 0)
+    setups = {}
+    ratios = set()
     for method, config in runs.items():
+        setup = setups[method] = prepare(config)
+        # the search's fine-tune and the final one: what every pruned model gets too
+        total_steps = setup.evaluator.steps + (steps_for(quality.final_finetune_epochs, len(setup.data.train),
+                                                         config.batch_size) if quality.final_finetune_epochs else 0)
         evaluations, memo = load_run(config.run_dir, config.name), {}
-        front = [e for e in front_evaluations(setup, evaluations) if 1 / e.ratios["params"] >= quality.min_compression]
-        front = _spread(front, np.array([1 / e.ratios["params"] for e in front]), quality.max_models)
-        for evaluation in front:
-            key = ("search", method, config.seed, evaluation.trial, quality.final_finetune_epochs)
-            if key not in done:
-                model, _ = final_model(setup, evaluation, config, epochs=quality.final_finetune_epochs,
-                                       history=evaluations, memo=memo)
-                record(key, {"kind": "search", "method": method, "seed": config.seed, "trial": evaluation.trial,
-                             "params_ratio": evaluation.ratios["params"], "val_error_search": evaluation.error,
-                             "test_error": error_rate(model, setup.data.test),
-                             "dense_test_error": setup.dense_test_error,
-                             "finetune_steps": total_steps})
-            rows.append(done[key])
-            ratios.add(round(evaluation.ratios["params"], 6))
-    config = configs[0]
-    layer_names = setup.scheme.layer_names
-    for ratio in sorted(ratios):
-        key = ("pruning", "global magnitude", config.seed, ratio, total_steps)
-        if key not in done:
-            model = global_magnitude_prune(setup.base, layer_names, ratio)
-            fit(model, setup.data.train, total_steps, lr=config.finetune_learning_rate, batch_size=config.batch_size,
-                seed=config.seed + 1)
-            record(key, {"kind": "pruning", "method": "global magnitude pruning", "seed": config.seed, "trial": None,
-                         "params_ratio": pruned_params(model) / setup.scheme.dense.params,
-                         "val_error_search": None, "test_error": error_rate(model, setup.data.test),
-                         "dense_test_error": setup.dense_test_error, "finetune_steps": total_steps})
-        rows.append(done[key])
+        cheap = config.objectives[0]  # what the search compressed: the fronts are read along it
+        front = [e for e in front_evaluations(setup, evaluations)
+                 if 1 / setup.scheme.ratios(e.genome)[cheap] >= quality.min_compression]
+        front = _spread(front, np.array([1 / setup.scheme.ratios(e.genome)[cheap] for e in front]),
+                        quality.max_models)
+        for schedule in quality.schedules:
+            final = RunConfig(**{**config.to_dict(), "final_schedule": schedule})
+            for evaluation in front:
+                key = ("search", method, config.seed, evaluation.trial, quality.final_finetune_epochs,
+                       *_schedule_key(schedule))
+                if key not in done:
+                    model, _ = final_model(setup, evaluation, final, epochs=quality.final_finetune_epochs,
+                                           history=evaluations, memo=memo)
+                    record(key, {"kind": "search", "method": method, "scheme": config.scheme, "schedule": schedule,
+                                 "seed": config.seed, "trial": evaluation.trial,
+                                 **_ratios(setup.scheme.costs(evaluation.genome), setup.scheme.dense),
+                                 "val_error_search": evaluation.error, "test_error": error_rate(model, setup.data.test),
+                                 "dense_test_error": setup.dense_test_error, "finetune_steps": total_steps})
+                rows.append(done[key])
+                if 1 / done[key]["params_ratio"] >= quality.min_compression:  # quantised alone: no pruning to match
+                    ratios.add(round(done[key]["params_ratio"], 6))
+    if quality.baseline_points and len(ratios) > quality.baseline_points:
+        logs = np.log(sorted(ratios))
+        ratios = {round(float(np.exp(x)), 6) for x in np.linspace(logs[0], logs[-1], quality.baseline_points)}
+    config, setup = configs[0], setups[next(iter(runs))]
+    layer_names = [name for name, module in setup.base.named_modules() if isinstance(module, (nn.Linear, nn.Conv2d))]
+    pricing = Pricing(coding=config.coding, index_bits=config.index_bits, dataflow=config.dataflow)
+    dense = measure(setup.base, setup.data.input_shape, pricing)
+    for baseline in quality.baselines:
+        bits = BASELINES[baseline]
+        label = "global magnitude pruning" + (f" + {bits}-bit" if bits else "")
+        for schedule in quality.schedules:
+            for ratio in sorted(ratios):
+                key = ("pruning", "global magnitude" + (f" + {bits}-bit" if bits else ""), config.seed, ratio,
+                       total_steps, *_schedule_key(schedule))
+                if key not in done:
+                    try:
+                        model = pruned_baseline(setup.base, layer_names, ratio, bits, schedule, setup.data.train,
+                                                total_steps, config.finetune_learning_rate, config.batch_size,
+                                                config.seed + 1)
+                    except ConfigError:  # a ratio below what the biases alone hold: nothing to prune to
+                        continue
+                    record(key, {"kind": "pruning", "method": label, "scheme": baseline, "schedule": schedule,
+                                 "seed": config.seed, "trial": None,
+                                 **_ratios(measure(model, setup.data.input_shape, pricing), dense),
+                                 "val_error_search": None, "test_error": error_rate(model, setup.data.test),
+                                 "dense_test_error": setup.dense_test_error, "finetune_steps": total_steps})
+                rows.append(done[key])
     _write(folder, rows, quality)
     return rows
 
 
-def best_compression(rows: list[dict], points: float) -> float | None:
-    """Highest compression among ``rows`` whose test error is at most ``points`` percentage points above dense."""
-    fine = [1 / r["params_ratio"] for r in rows if r["test_error"] <= r["dense_test_error"] + points / 100 + 1e-12]
+def best_compression(rows: list[dict], points: float, ratio: str = "params") -> float | None:
+    """Highest compression (dense / compressed ``ratio``: params, bytes or energy) among ``rows`` whose test error is
+    at most ``points`` percentage points above dense."""
+    key = f"{ratio}_ratio"
+    fine = [1 / r[key] for r in rows if key in r and r["test_error"] <= r["dense_test_error"] + points / 100 + 1e-12]
     return max(fine) if fine else None
+
+
+def _cell(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}x"
 
 
 def _write(folder: Path, rows: list[dict], quality: QualityConfig) -> None:
     write_csv(folder / "models.csv", [{k: v for k, v in r.items() if k != "key"} for r in rows])
-    methods = list(dict.fromkeys(r["method"] for r in rows))
+    groups = list(dict.fromkeys((r["method"], r.get("schedule", "one-shot")) for r in rows))
     lines = [f"Each front model fine-tuned {quality.final_finetune_epochs:g} more epochs and scored on the test split; "
-             "global magnitude pruning of the dense model at the same params ratios with the same total fine-tuning.",
-             "", "| method | seed | models | dense test error | compression at <= +1 pt test error | "
-             "compression at <= +2 pt | fine-tuning steps per model |", "|---|---|---|---|---|---|---|"]
-    for method in methods:
+             "global magnitude pruning of the dense model (and with 8 bits) at the same params ratios with the same "
+             "total fine-tuning. Compression is dense / compressed: parameters, bytes as stored (each layer in its "
+             "smallest coding), accelerator energy. A dash: no model within the bound, or not counted.",
+             "", "| method | schedule | seed | models | dense test error | params at +1 pt | bytes at +1 pt | "
+             "energy at +1 pt | params at +2 pt | bytes at +2 pt | energy at +2 pt | fine-tuning steps per model |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for method, schedule in groups:
         for seed in sorted({r["seed"] for r in rows if r["method"] == method}):
-            mine = [r for r in rows if r["method"] == method and r["seed"] == seed]
-            one, two = best_compression(mine, 1.0), best_compression(mine, 2.0)
-            lines.append(f"| {method} | {seed} | {len(mine)} | {100 * mine[0]['dense_test_error']:.2f}% | "
-                         f"{'–' if one is None else f'{one:.1f}x'} | {'–' if two is None else f'{two:.1f}x'} | "
-                         f"{mine[0]['finetune_steps']} |")
+            mine = [r for r in rows if r["method"] == method and r.get("schedule", "one-shot") == schedule
+                    and r["seed"] == seed]
+            if not mine:
+                continue
+            cells = [_cell(best_compression(mine, points, ratio)) for points in (1.0, 2.0) for ratio in RATIOS]
+            lines.append(f"| {method} | {schedule} | {seed} | {len(mine)} | {100 * mine[0]['dense_test_error']:.2f}% | "
+                         + " | ".join(cells) + f" | {mine[0]['finetune_steps']} |")
     (folder / "quality.md").write_text("\n".join(lines) + "\n")
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for method in methods:
-        mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["params_ratio"])
-        ax.plot([1 / r["params_ratio"] for r in mine], [100 * r["test_error"] for r in mine], "o-", ms=3, label=method)
+    shown = [ratio for ratio in ("params", "bytes") if any(f"{ratio}_ratio" in r for r in rows)]
+    fig, axes = plt.subplots(1, len(shown), figsize=(6.5 * len(shown), 4.4), squeeze=False)
     dense = 100 * rows[0]["dense_test_error"] if rows else None
-    if dense is not None:
-        ax.axhline(dense, color="gray", lw=0.8, label="dense")
-        ax.axhline(dense + 1, color="gray", lw=0.8, ls="--", label="dense + 1 pt")
-        ax.set_ylim(dense - 1, dense + 10)
-    ax.set_xscale("log")
-    ax.set_xlabel("compression (dense params / params)")
-    ax.set_ylabel("test error %")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
+    for ax, ratio in zip(axes[0], shown):
+        for index, (method, schedule) in enumerate(groups):
+            mine = sorted((r for r in rows if r["method"] == method and r.get("schedule", "one-shot") == schedule
+                           and f"{ratio}_ratio" in r), key=lambda r: r[f"{ratio}_ratio"])
+            if mine:
+                ax.plot([1 / r[f"{ratio}_ratio"] for r in mine], [100 * r["test_error"] for r in mine],
+                        "o-" if schedule == "one-shot" else "s--", ms=3, color=f"C{index % 10}",
+                        label=f"{method} ({schedule})")
+        if dense is not None:
+            ax.axhline(dense, color="gray", lw=0.8, label="dense")
+            ax.axhline(dense + 1, color="gray", lw=0.8, ls="--", label="dense + 1 pt")
+            ax.set_ylim(dense - 1, dense + 10)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"compression: dense {ratio} / compressed {ratio} (log scale)")
+        ax.set_ylabel("test error %")
+        ax.grid(alpha=0.3, which="both")
+    axes[0][-1].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(folder / "quality.png", dpi=110)
     plt.close(fig)

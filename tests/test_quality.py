@@ -11,7 +11,10 @@ import torch
 from surrogate_emo.errors import ConfigError
 from surrogate_emo.experiment import Experiment, run_experiment
 from surrogate_emo.models import mlp
-from surrogate_emo.quality import best_compression, global_magnitude_prune, pruned_params
+from surrogate_emo.compress import measure
+from surrogate_emo.compress.pricing import Pricing
+from surrogate_emo.compress.quant import QuantLayer
+from surrogate_emo.quality import best_compression, global_magnitude_prune, pruned_baseline
 
 EXPERIMENT = """
 name = "quality"
@@ -39,17 +42,40 @@ def test_global_pruning_keeps_the_largest_weights_under_one_threshold():
     names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
     total = sum(p.numel() for p in model.parameters())
     pruned = global_magnitude_prune(model, names, 0.1)
-    assert pruned_params(pruned) == round(0.1 * total)
+    assert measure(pruned, (1, 8, 8), Pricing()).params == round(0.1 * total)
     kept, dropped = [], []
     for name in names:
         module = pruned.get_submodule(name)
-        kept.append(module.weight_orig[module.weight_mask.bool()].abs())
-        dropped.append(module.weight_orig[~module.weight_mask.bool()].abs())
-        assert torch.equal(module.weight, module.weight_orig * module.weight_mask)
+        kept.append(module.weight[module.mask].abs())
+        dropped.append(model.get_submodule(name).weight[~module.mask].abs())
+        assert torch.equal(module.weight[~module.mask], torch.zeros_like(module.weight[~module.mask]))
     assert torch.cat(kept).min() >= torch.cat(dropped).max()  # one threshold for every layer
-    assert all(not hasattr(model.get_submodule(n), "weight_mask") for n in names)  # the original is untouched
+    assert all(type(model.get_submodule(n)) is torch.nn.Linear for n in names)  # the original is untouched
     with pytest.raises(ConfigError, match="prunable"):
         global_magnitude_prune(model, names, 1e-6)  # fewer parameters than the biases alone
+    # pruned further (a gradual schedule's next step): from the kept weights, to the dense model's ratio
+    further = global_magnitude_prune(pruned, names, 0.05)
+    assert measure(further, (1, 8, 8), Pricing()).params == round(0.05 * total)
+    assert all(not (further.get_submodule(n).mask & ~pruned.get_submodule(n).mask).any() for n in names)
+    # with 8 bits: the same kept weights, quantised, counted at 8 bits with one scale per output channel
+    quantised = global_magnitude_prune(model, names, 0.1, bits=8)
+    assert all(isinstance(quantised.get_submodule(n), QuantLayer) for n in names)
+    costs, float_costs = measure(quantised, (1, 8, 8), Pricing()), measure(pruned, (1, 8, 8), Pricing())
+    assert costs.params == float_costs.params and costs.bytes < float_costs.bytes
+
+
+def test_gradual_global_pruning_reaches_the_ratio_with_the_same_steps():
+    from surrogate_emo.data import load_dataset
+
+    data = load_dataset("digits", seed=0)
+    torch.manual_seed(0)
+    model = mlp(data.input_shape, data.n_classes)
+    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    total = sum(p.numel() for p in model.parameters())
+    for schedule in ("one-shot", "gradual"):
+        pruned = pruned_baseline(model, names, 0.05, 8, schedule, data.train, steps=40, lr=1e-3, batch_size=64,
+                                 seed=0, updates=4)
+        assert measure(pruned, data.input_shape, Pricing()).params == round(0.05 * total), schedule
 
 
 def test_best_compression_reads_the_test_error_against_dense():

@@ -230,3 +230,30 @@ def test_prune_with_recovery_lets_pruned_weights_return_and_ends_with_the_genome
     assert any(not torch.equal(mask, start[name]) for name, (mask, _) in moved.items())  # weights came back
     with pytest.raises(ConfigError, match="recovery_every must be an integer >= 1, got 0"):
         PruneScheme(base, data.input_shape, recovery=True, recovery_every=0)
+
+
+def test_a_gradual_schedule_goes_from_everything_kept_to_the_genome_through_nested_structures(case):
+    scheme, base, _ = case
+    genome = genomes(scheme)[5]
+    steps = [scheme.toward(genome, done) for done in np.linspace(0.0, 1.0, 9)]
+    assert scheme.costs(steps[0]) == scheme.costs(np.ones(scheme.dim))  # nothing removed yet
+    np.testing.assert_array_equal(steps[-1], genome)
+    stored = [scheme.costs(g).bytes for g in steps]
+    assert stored == sorted(stored, reverse=True) and stored[0] > stored[-1]
+    for earlier, later in zip(steps, steps[1:]):  # each tightening re-compresses a model that holds the next
+        assert scheme.holds(earlier[None, :], later)[0]
+
+
+def test_gradual_finetune_ends_at_the_genomes_structure():
+    from surrogate_emo.data import load_dataset
+    from surrogate_emo.schedule import gradual_finetune
+
+    data = load_dataset("digits", seed=0)
+    torch.manual_seed(0)
+    base = mlp(data.input_shape, data.n_classes)
+    for cls in SCHEMES_UNDER_TEST:
+        scheme = cls(base, data.input_shape)
+        genome = np.full(scheme.dim, 0.5)
+        model = gradual_finetune(scheme, base, genome, data.train, steps=40, lr=1e-3, batch_size=64, seed=0,
+                                 updates=4)
+        assert measure(model, data.input_shape, scheme.pricing) == scheme.costs(genome), cls.__name__

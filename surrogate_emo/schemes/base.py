@@ -157,6 +157,29 @@ class Scheme(ABC):
         """A JSON-able summary, stored with every study."""
         return self._describe()
 
+    # ---- gradual compression -----------------------------------------------------------------------------------
+
+    def toward(self, genome, done: float) -> np.ndarray:
+        """The genome a gradual compression to ``genome`` has reached at ``done`` (0 to 1) of its schedule: each
+        gene's kept share ``s`` (weights, rank, channels, bit levels: `_shares`) on Zhu and Gupta's cubic
+        ``s_f + (1 - s_f) (1 - done)^3``, from 1 at the start to the genome's own at the end, where it is the
+        genome itself (`surrogate_emo.schedule`)."""
+        vector = self.validate(genome)
+        if done >= 1.0:
+            return vector
+        from surrogate_emo.schedule import cubic_share
+
+        shares = self._shares(vector)
+        return np.clip(self._from_shares(cubic_share(shares, done)), 0.0, 1.0)
+
+    def _shares(self, genome: np.ndarray) -> np.ndarray:
+        """What share of its layer's quantity each gene keeps, in [0, 1] (default: the gene itself)."""
+        return genome.copy()
+
+    def _from_shares(self, shares: np.ndarray) -> np.ndarray:
+        """The genes that keep ``shares`` (the inverse of `_shares`)."""
+        return shares.copy()
+
     # ---- fine-tuning -------------------------------------------------------------------------------------------
 
     def during_finetune(self, model: nn.Module, genome: np.ndarray, step: int) -> None:

@@ -163,6 +163,12 @@ class FiltersScheme(Scheme):
         kept = np.floor(np.power(self._channels.astype(np.float64), X) + 1e-9).astype(np.int64)
         return np.clip(kept, 1, self._channels)
 
+    def _shares(self, genome: np.ndarray) -> np.ndarray:
+        return np.power(self._channels.astype(np.float64), genome) / self._channels
+
+    def _from_shares(self, shares: np.ndarray) -> np.ndarray:
+        return 1.0 + np.log(np.maximum(shares, 1.0 / self._channels)) / np.log(self._channels)
+
     def _decode(self, genome: np.ndarray) -> list[int]:
         return [int(k) for k in self.kept_channels(genome[None, :])[0]]
 

@@ -55,6 +55,12 @@ class LowRankSparseScheme(Scheme):
     def _cost_matrix(self, X: np.ndarray) -> dict[str, np.ndarray]:
         return self.cost_model.cost_matrix(X)
 
+    def _shares(self, genome: np.ndarray) -> np.ndarray:
+        return self.space.keep_fraction(genome)
+
+    def _from_shares(self, shares: np.ndarray) -> np.ndarray:
+        return np.log10(1.0 + shares * (10.0**self.decades - 1.0)) / self.decades
+
     def _holds(self, cached: np.ndarray, genome: np.ndarray) -> np.ndarray:
         """Every layer keeps at least ``genome``'s rank and residual entries."""
         ranks, nnz = self.space.decode_matrix(genome[None, :])

@@ -116,6 +116,19 @@ class UnstructuredScheme(Scheme):
         """Kept counts and bits, each `n x L`, of valid genomes `n x d`."""
         raise NotImplementedError
 
+    def _keep_genes(self) -> np.ndarray:
+        """Which genes are kept fractions (the rest are bit widths)."""
+        return np.array([name.rsplit(".", 1)[-1] == "keep" for name in self.gene_names])
+
+    def _shares(self, genome: np.ndarray) -> np.ndarray:
+        keep = self._keep_genes()
+        return np.where(keep, self.keep_fraction(genome), genome)
+
+    def _from_shares(self, shares: np.ndarray) -> np.ndarray:
+        keep = self._keep_genes()
+        genes = np.log10(1.0 + shares * (10.0**self.decades - 1.0)) / self.decades
+        return np.where(keep, genes, shares)
+
     def _decode(self, genome: np.ndarray) -> list[WeightSetting]:
         kept, bits = self._settings(genome[None, :])
         return [WeightSetting(int(k), int(q)) for k, q in zip(kept[0], bits[0])]
