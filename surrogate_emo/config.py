@@ -18,7 +18,7 @@ from surrogate_emo.errors import ConfigError
 # Fields that may change when a run is resumed: they do not change what any trial computes.
 # Output locations (output_dir, study, cache_dir) are among them.
 RESUMABLE_FIELDS = ("budget", "time_limit", "progress", "output_dir", "final_test", "n_jobs", "cache_dir", "study",
-                    "dask_scheduler")
+                    "dask_scheduler", "device")
 
 # Fields a built-in search never reads: a resumed run may differ in them (a default changed since it started).
 _LOOP_ONLY = ("surrogate", "infill", "error_scale", "q", "n_init", "pool_size", "pool_generations")
@@ -130,6 +130,9 @@ class RunConfig:
     model_cache_mb: int = _opt(512, "size bound of the model cache (least recently used evicted first)", FINETUNE)
     n_jobs: int = _opt(1, "true evaluations run in parallel through joblib (-1: all cores)", RUNNING)
     seed: int = _opt(0, "seed of the search, the base model and every fine-tune", RUNNING)
+    device: str = _opt("cpu", "where training, fine-tuning and scoring run: cpu, cuda, or auto (a GPU if torch sees "
+                              "one); floats differ in their last bits between devices", RUNNING,
+                       choices=("cpu", "cuda", "auto"))
     threads: int = _opt(1, "torch threads per evaluation; results are reproducible only for the same count",
                        RUNNING)
     base_epochs: float = _opt(30.0, "epochs of dense training of the base model (trained once, then cached)", DATA)

@@ -17,7 +17,7 @@ from surrogate_emo.cache import ModelCache
 from surrogate_emo.data import DataSplits, load_dataset
 from surrogate_emo.errors import ConfigError, FineTuneDiverged
 from surrogate_emo.schemes import Scheme
-from surrogate_emo.train import error_rate, fit
+from surrogate_emo.train import error_rate, fit, resolve_device
 
 CHEAP_OBJECTIVES = ("params", "bytes", "macs", "energy")
 WARM_PREFIX = "cache:seed "  # an evaluation's source when it warm-started from the model of the evaluation of that seed
@@ -113,7 +113,7 @@ class Evaluator:
     def __init__(self, base: nn.Module, data: DataSplits, scheme: Scheme, steps: int, lr: float = 1e-3,
                  batch_size: int = 128, objectives: tuple[str, ...] = ("params",), cache: ModelCache | None = None,
                  warm_steps: int | None = None, threads: int | None = None, objective_scale: str = "linear",
-                 objective_decades: float = 3.0) -> None:
+                 objective_decades: float = 3.0, device: str = "cpu") -> None:
         unknown = [name for name in objectives if name not in CHEAP_OBJECTIVES]
         if unknown or not objectives:
             raise ConfigError(f"objectives must be a non-empty list from {list(CHEAP_OBJECTIVES)}, got {list(objectives)}")
@@ -123,6 +123,7 @@ class Evaluator:
                               f"counts {list(scheme.cost_names)}")
         cheap_objective([1.0], objective_scale, objective_decades)  # the scale checked here, once
         self.objective_scale, self.objective_decades = objective_scale, float(objective_decades)
+        self.device = device  # resolved where the fine-tune runs (a worker may differ from the search's machine)
         if steps < 0:
             raise ConfigError(f"fine-tuning steps must be >= 0, got {steps}")
         self.base, self.data, self.scheme = base, data, scheme
@@ -183,7 +184,7 @@ class Evaluator:
         ``seed``. Returns (model, steps)."""
         torch.manual_seed(seed)
         vector = self.scheme.validate(genome)
-        model = self.scheme.compress(self.base if source is None else source, vector)
+        model = self.scheme.compress(self.base if source is None else source, vector).to(resolve_device(self.device))
         taken = fit(model, self.data.train, self.steps if steps is None else steps, lr=self.lr,
                     batch_size=self.batch_size, seed=seed,
                     on_step=lambda step: self.scheme.during_finetune(model, vector, step))

@@ -32,7 +32,7 @@ from surrogate_emo.search import SEARCHES, TrialRunner
 from surrogate_emo.search.base import Search
 from surrogate_emo.store import Study
 from surrogate_emo.surrogates import surrogate_class
-from surrogate_emo.train import base_model, error_rate, fit, steps_for
+from surrogate_emo.train import base_model, error_rate, fit, resolve_device, steps_for
 
 
 @dataclass
@@ -71,8 +71,12 @@ def prepare(config: RunConfig) -> Setup:
     key = {"dataset": config.dataset, "data_dir": str(Path(config.data_dir).resolve()) if config.data_dir else None,
            "data_seed": config.data_seed, "model": config.model, "epochs": config.base_epochs, "lr": config.lr,
            "batch_size": config.batch_size, "seed": config.seed, "threads": config.threads, "torch": torch.__version__}
-    base, cached = base_model(model, data, config.base_epochs, config.lr, config.batch_size, config.seed,
+    device = resolve_device(config.device)
+    if device.type != "cpu":  # a base model trained elsewhere differs in its last bits: cached apart (CPU keys kept)
+        key["device"] = device.type
+    base, cached = base_model(model.to(device), data, config.base_epochs, config.lr, config.batch_size, config.seed,
                               config.cache_dir, key, progress=config.model if config.progress else None)
+    base = base.cpu()  # the dense model every compression copies stays on the CPU; fine-tunes move to the device
     scheme = scheme_class(config.scheme).from_config(config, base, data.input_shape)
     steps = config.finetune_steps if config.finetune_steps is not None else steps_for(
         config.finetune_epochs, len(data.train), config.batch_size)
@@ -83,7 +87,7 @@ def prepare(config: RunConfig) -> Setup:
     evaluator = Evaluator(base, data, scheme, steps, config.finetune_learning_rate, config.batch_size,
                           tuple(config.objectives), cache=cache, warm_steps=max(1, round(config.warm_fraction * steps)),
                           threads=config.threads, objective_scale=config.objective_scale,
-                          objective_decades=config.objective_decades)
+                          objective_decades=config.objective_decades, device=config.device)
     evaluator.data_source = {"name": config.dataset, "data_dir": config.data_dir, "seed": config.data_seed}
     return Setup(data, base, evaluator, error_rate(base, data.val), error_rate(base, data.test), cached)
 

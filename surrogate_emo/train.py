@@ -16,7 +16,38 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from surrogate_emo.data import DataSplits, Split
-from surrogate_emo.errors import FineTuneDiverged, OutputError, SurrogateEMOWarning
+from surrogate_emo.errors import ConfigError, FineTuneDiverged, OutputError, SurrogateEMOWarning
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda`` (the current GPU) or ``auto`` (a GPU where torch sees one, else the CPU).
+
+    Raises:
+        ConfigError: ``cuda`` is asked for where torch sees no GPU, or the name is none of the three.
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
+    if name == "cpu":
+        return torch.device("cpu")
+    if name in ("cuda", "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if name == "auto":
+            return torch.device("cpu")
+        raise ConfigError("device 'cuda' was asked for but torch sees no GPU (torch "
+                          f"{torch.__version__}, built with CUDA {torch.version.cuda}); use --device cpu or auto")
+    raise ConfigError(f"device must be cpu, cuda or auto, got {name!r}")
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s weights are (the CPU for a model without any)."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
 
 
 def fit(model: nn.Module, data: Split, steps: int, lr: float = 1e-3, batch_size: int = 128, seed: int = 0,
@@ -30,7 +61,8 @@ def fit(model: nn.Module, data: Split, steps: int, lr: float = 1e-3, batch_size:
     Raises:
         FineTuneDiverged: the loss became NaN or infinite.
     """
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # on the CPU: the same batches on every device
+    device = model_device(model)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=lr)
     loss_fn = nn.CrossEntropyLoss()
@@ -42,7 +74,7 @@ def fit(model: nn.Module, data: Split, steps: int, lr: float = 1e-3, batch_size:
             if taken == steps:
                 break
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(data.x[batch]), data.y[batch])
+            loss = loss_fn(model(data.x[batch].to(device)), data.y[batch].to(device))
             if not torch.isfinite(loss):
                 raise FineTuneDiverged(f"loss became {loss.item()} at step {taken} of {steps}")
             loss.backward()
@@ -65,10 +97,11 @@ def steps_for(epochs: float, n_samples: int, batch_size: int) -> int:
 def error_rate(model: nn.Module, data: Split, batch_size: int = 4096) -> float:
     """Fraction of misclassified samples; NaN outputs count as errors."""
     model.eval()
+    device = model_device(model)
     wrong = 0
     for start in range(0, len(data), batch_size):
-        logits = model(data.x[start:start + batch_size])
-        wrong += int((logits.argmax(dim=1) != data.y[start:start + batch_size]).sum())
+        logits = model(data.x[start:start + batch_size].to(device))
+        wrong += int((logits.argmax(dim=1).cpu() != data.y[start:start + batch_size]).sum())
     return wrong / len(data)
 
 
@@ -87,7 +120,7 @@ def base_model(model: nn.Module, data: DataSplits, epochs: float, lr: float, bat
         if path.exists():
             fresh = copy.deepcopy(model.state_dict())
             try:
-                model.load_state_dict(torch.load(path, weights_only=True))
+                model.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
                 model.eval()
                 if progress:
                     print(f"dense base model loaded from the cache ({path})", file=sys.stderr, flush=True)
@@ -118,7 +151,7 @@ def base_model(model: nn.Module, data: DataSplits, epochs: float, lr: float, bat
         partial = path.with_suffix(".partial")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(model.state_dict(), partial)
+            torch.save({name: tensor.cpu() for name, tensor in model.state_dict().items()}, partial)
             if path.is_dir():  # replace() cannot put a file over a folder
                 raise IsADirectoryError(21, "Is a directory", str(path))
             partial.replace(path)  # atomic: a crash never leaves half a file under the final name

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from torch import nn
 
 from surrogate_emo.data import load_dataset
@@ -34,3 +36,18 @@ def test_a_run_says_each_stage_before_its_first_evaluation_and_nothing_without_p
     lines = err.splitlines()
     assert lines[:2] == ["loading data set digits ...", "training the dense base model: mlp, 2 epochs (18 steps)"]
     assert "base model: 100%" in err and "18/18" in err
+
+
+def test_the_device_is_resolved_or_refused_in_one_line():
+    import torch
+
+    from surrogate_emo.errors import ConfigError
+    from surrogate_emo.train import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="device 'cuda' was asked for but torch sees no GPU"):
+            resolve_device("cuda")
+    with pytest.raises(ConfigError, match="device must be cpu, cuda or auto, got 'tpu'"):
+        resolve_device("tpu")
