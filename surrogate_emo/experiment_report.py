@@ -8,7 +8,7 @@ with different ``jobs`` compare on the same footing.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -45,6 +45,7 @@ class RunTrace:
     prediction_errors: np.ndarray  # mean |predicted - observed| of the modelled objectives; NaN off infill points
     warm_started: np.ndarray
     failed: int
+    scales: dict = field(default_factory=dict)  # compression runs: final hypervolume on the log and linear scales
 
     @property
     def wall(self) -> np.ndarray:
@@ -98,9 +99,11 @@ def load_trace(spec: RunSpec, true_front: np.ndarray | None) -> RunTrace:
         ref, n_expensive = evaluator.ref_point, evaluator.n_obj
         F = np.array([evaluator.objectives(e) for e in evaluations]).reshape(-1, evaluator.n_obj)
     else:
-        cheap = list(spec.config.objectives)
+        cheap, config = list(spec.config.objectives), spec.config
         ref, n_expensive = np.ones(1 + len(cheap)), 1
-        F = np.array([objective_vector(e, cheap) for e in evaluations]).reshape(-1, 1 + len(cheap))
+        scaled = {scale: np.array([objective_vector(e, cheap, scale, config.objective_decades) for e in evaluations])
+                  .reshape(-1, 1 + len(cheap)) for scale in ("log", "linear")}
+        F = scaled[config.objective_scale]  # the scale the search ran on
     search, batch_seconds, errors = np.zeros(len(evaluations)), [], np.full(len(evaluations), np.nan)
     batches = [_batch(e) for e in evaluations]
     sizes = {key: sum(b == key for b in batches) for key in set(batches) if key is not None}
@@ -112,10 +115,12 @@ def load_trace(spec: RunSpec, true_front: np.ndarray | None) -> RunTrace:
                 batch_seconds.append(batches[i][1])
         if "predicted" in e.extra and e.ok:
             errors[i] = float(np.mean(np.abs(np.asarray(e.extra["predicted"]) - F[i, :n_expensive])))
+    scales = {} if spec.synthetic else {scale: hypervolume(G, ref) for scale, G in scaled.items()}
     return RunTrace(spec, status, F, hypervolume_trace(F, ref),
                     _igd_trace(F, true_front) if true_front is not None and len(F) else None,
                     np.array([e.seconds for e in evaluations]), search, batch_seconds, errors,
-                    np.array([e.source.startswith("cache:") for e in evaluations]), sum(not e.ok for e in evaluations))
+                    np.array([e.source.startswith("cache:") for e in evaluations]), sum(not e.ok for e in evaluations),
+                    scales)
 
 
 def _median_iqr(values: list[float], digits: int = 4) -> str:
@@ -153,7 +158,9 @@ def _summaries(experiment: Experiment, problem: str, traces: list[RunTrace], lim
                                                    if any(t.batch_seconds for t in ran) else None),
                "prediction_abs_error_median": (float(np.nanmedian(np.concatenate([t.prediction_errors for t in ran])))
                                                if any(np.isfinite(t.prediction_errors).any() for t in ran) else None),
-               "warm_start_rate": float(np.mean(np.concatenate([t.warm_started for t in ran]))) if ran else None}
+               "warm_start_rate": float(np.mean(np.concatenate([t.warm_started for t in ran]))) if ran else None,
+               **{f"hv_{scale}_median": float(np.median([t.scales[scale] for t in ran]))
+                  for scale in ("log", "linear") if ran and all(scale in t.scales for t in ran)}}
         at_smallest = [t.hv[smallest - 1] for t in ran if len(t.hv) >= smallest]
         row["smallest_budget"] = smallest
         row["hv_at_smallest_budget_median"] = float(np.median(at_smallest)) if at_smallest else None
@@ -186,10 +193,16 @@ def _fmt(value, digits: int = 4) -> str:
 
 def _markdown(experiment: Experiment, rows: list[dict]) -> str:
     lines = [f"# {experiment.name}", "", experiment.description.strip(), ""]
+    if any("hv_log_median" in r for r in rows):
+        lines += ["Hypervolumes (reference 1 in every objective) are on the scale each run searched on (its "
+                  "objective_scale); the last two columns give both: the log scale, 1 + log10(ratio) / 3 per cheap "
+                  "objective, where each decade of compression counts the same, and the linear ratio, where "
+                  "everything beyond 10x shares the last tenth of the axis.", ""]
     reach = [round(f * 100) for f in REACH]
     for problem in experiment.problem_names():
         mine = [r for r in rows if r["problem"] == problem]
         equal = len({r["budget"] for r in mine}) == 1  # then the hypervolume at the smallest budget says nothing new
+        scaled = any("hv_log_median" in r for r in mine)  # a compression problem: both scales of the cheap objectives
         lines += [f"## {problem}", "",
                   "| method | runs finished | budget | HV at budget, median [IQR] | "
                   + ("" if equal else f"HV at {mine[0]['smallest_budget']} (median) | ")
@@ -198,9 +211,10 @@ def _markdown(experiment: Experiment, rows: list[dict]) -> str:
                   + " | ".join(f"evaluations to {x}% of best HV (runs reaching)" for x in reach)
                   + (f" | {experiment.baselines[0]} evaluations to reach its final HV, median (never)"
                      if experiment.baselines else "")
-                  + " | wall s (median) | optimizer s / iteration | median abs prediction error | warm-start rate |",
-                  "|---" * (10 + (not equal) + len(experiment.baselines) + len(reach) + bool(experiment.baselines))
-                  + "|"]
+                  + " | wall s (median) | optimizer s / iteration | median abs prediction error | warm-start rate |"
+                  + (" HV, log scale (median) | HV, linear scale (median) |" if scaled else ""),
+                  "|---" * (10 + (not equal) + len(experiment.baselines) + len(reach) + bool(experiment.baselines)
+                            + 2 * scaled) + "|"]
         for r in mine:
             hv = "–" if r["hv_median"] is None else f"{r['hv_median']:.4f} [{r['hv_q1']:.4f}, {r['hv_q3']:.4f}]"
             pvals = [_fmt(r.get(f"p_vs_{b}"), 3) for b in experiment.baselines]
@@ -215,7 +229,8 @@ def _markdown(experiment: Experiment, rows: list[dict]) -> str:
                          + f"{_fmt(r['true_front_hv'])} | {_fmt(r['igd_median'])} | " + " | ".join(pvals) + " | "
                          + " | ".join(needed) + f" | {_fmt(r['wall_seconds_median'], 1)} | "
                          f"{_fmt(r['optimizer_seconds_per_iteration'], 3)} | {_fmt(r['prediction_abs_error_median'])} | "
-                         f"{_fmt(r['warm_start_rate'], 2)} |")
+                         f"{_fmt(r['warm_start_rate'], 2)} |"
+                         + (f" {_fmt(r.get('hv_log_median'))} | {_fmt(r.get('hv_linear_median'))} |" if scaled else ""))
         missing = [f"{r['method']} ({r['not_finished']})" for r in mine if r["not_finished"]]
         lines += ["", "Runs not finished, shown as far as they got: " + "; ".join(missing) if missing
                   else "Every run finished.", ""]

@@ -234,3 +234,23 @@ def test_report_only_rewrites_the_summary_from_the_studies(tmp_path, capsys):
                                                                            (1.1, 1.1)), rel=1e-9)
     summary = (out_dir / "summary.md").read_text()
     assert f"| nsga2 | 1/1 | 6 | {expected:.4f} [{expected:.4f}, {expected:.4f}] |" in summary
+
+
+def test_a_compression_report_gives_the_hypervolume_on_both_scales(tmp_path):
+    path = tmp_path / "scales.toml"
+    path.write_text(f'name = "scales"\noutput_dir = "{tmp_path / "results"}"\nseeds = [0]\n'
+                    f'[base]\nbudget = 6\nbase_epochs = 3.0\nfinetune_steps = 4\nprogress = false\n'
+                    f'cache_dir = "{tmp_path / "cache"}"\n[methods.nsga2]\nsearch = "nsga2"\npop_size = 3\n')
+    assert main(["experiment", str(path), "--no-progress"]) == 0
+    out_dir = tmp_path / "results" / "scales"
+    run_dir = next(out_dir.glob("*/nsga2_seed0"))
+    study = Study(run_dir / "study.sqlite")
+    stored = list(study.evaluations(study.run_id("nsga2_seed0")).values())
+    study.close()
+    linear = [(e.error, e.ratios["params"]) for e in stored]
+    log = [(error, 1 + np.log10(ratio) / 3) for error, ratio in linear]
+    row = _rows(out_dir / "summary.csv")[0]
+    assert float(row["hv_linear_median"]) == pytest.approx(_hypervolume_2d(linear, (1.0, 1.0)), rel=1e-9)
+    assert float(row["hv_log_median"]) == pytest.approx(_hypervolume_2d(log, (1.0, 1.0)), rel=1e-9)
+    assert float(row["hv_median"]) == pytest.approx(float(row["hv_log_median"]), rel=1e-12)  # the default scale
+    assert "| HV, log scale (median) | HV, linear scale (median) |" in (out_dir / "summary.md").read_text()
