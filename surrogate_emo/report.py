@@ -24,6 +24,13 @@ if TYPE_CHECKING:
     from surrogate_emo.problems import SyntheticEvaluator
 
 
+REDUCTIONS = {"params": ("compression", "compression ratio in parameters"),
+              "bytes": ("size_reduction", "size reduction in stored bytes"),
+              "macs": ("macs_reduction", "reduction in MACs"),
+              "energy": ("energy_reduction", "reduction in accelerator energy")}
+"""Per cheap objective: its reduction column in evaluations.csv and front.csv, and how a plot names it."""
+
+
 def _reduction(ratio: float) -> float:
     """Dense / compressed; infinite when nothing is left (an all-zero genome keeps no MACs, only biases)."""
     return 1.0 / ratio if ratio > 0 else float("inf")
@@ -158,11 +165,16 @@ def front_plot_limits(x, y, margin: float = 0.05) -> dict:
 
 def _plot_front(path: Path, evaluations: list[Evaluation], front: list[dict], setup: Setup,
                 config: RunConfig) -> dict:
-    """Every successful evaluation and every front model, on a log compression axis; returns the axes' limits."""
+    """Every successful evaluation and every front model, on a log axis of the run's first cheap objective (dense /
+    compressed); returns the axes' limits. With more than two objectives the front is drawn as points: seen along
+    one objective, a front in three zig-zags."""
     ok = [e for e in evaluations if e.ok]
-    x = np.array([_reduction(e.ratios["params"]) for e in ok], dtype=float)
+    cheap = setup.evaluator.objective_names[1]
+    column, what = REDUCTIONS[cheap]
+    x = np.array([_reduction(e.ratios[cheap]) for e in ok], dtype=float)
     y = np.array([100 * e.error for e in ok], dtype=float)
-    fx = np.array([r["compression"] for r in front], dtype=float)
+    front = sorted(front, key=lambda r: r[column])
+    fx = np.array([r[column] for r in front], dtype=float)
     fval = np.array([100 * r["val_error"] for r in front], dtype=float)
     ftest = np.array([100 * r["test_error"] for r in front], dtype=float)
     dense = 100 * setup.dense_test_error
@@ -178,9 +190,12 @@ def _plot_front(path: Path, evaluations: list[Evaluation], front: list[dict], se
     else:
         ax.set_yscale(limits["yscale"])
     ax.scatter(at_edge(x), y, s=10, c="0.7", label=f"evaluations (val), n={len(ok)}")
+    many = len(setup.evaluator.objective_names) > 2
     if len(fx):
-        ax.plot(at_edge(fx), fval, "o-", ms=4, label=f"front (val), {len(fx)} models")
-        ax.plot(at_edge(fx), ftest, "s--", ms=4, label="front re-scored (test)")
+        others = f" in {len(setup.evaluator.objective_names)} objectives" if many else ""
+        ax.plot(at_edge(fx), fval, "o" if many else "o-", ms=4, label=f"front (val){others}, {len(fx)} models")
+        ax.plot(at_edge(fx), ftest, "s" if many else "s--", ms=4, mfc="none" if many else None,
+                label="front re-scored (test)")
     nothing_kept = int(np.isinf(x).sum())
     if nothing_kept:
         ax.axvline(limits["inf_x"], color="0.4", lw=0.8, ls="-.",
@@ -198,7 +213,7 @@ def _plot_front(path: Path, evaluations: list[Evaluation], front: list[dict], se
             axis.set_major_locator(ticker.LogLocator(subs=subs))
             axis.set_minor_formatter(ticker.NullFormatter())
         axis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.set_xlabel("compression ratio: dense params / compressed params (log scale)")
+    ax.set_xlabel(f"{what}: dense / compressed (log scale)")
     ax.set_ylabel(f"error rate (%{', log scale' if limits['yscale'] != 'linear' else ''})")
     ax.set_title(f"{config.model} on {config.dataset}: {config.search}, {len(evaluations)} true evaluations")
     ax.legend(fontsize=8, framealpha=0.9)

@@ -41,7 +41,7 @@ def test_the_pareto_plot_shows_every_evaluation_and_front_model(tmp_path):
     evaluations.append(Evaluation(np.zeros(2), float("nan"), {"params": 0.5}, status="failed"))
     front = [{"compression": 1 / e.ratios["params"] if e.ratios["params"] else float("inf"),
               "val_error": e.error, "test_error": e.error * 1.3} for e in evaluations[-2:-1] + evaluations[:3]]
-    setup = SimpleNamespace(dense_test_error=0.03)
+    setup = SimpleNamespace(dense_test_error=0.03, evaluator=SimpleNamespace(objective_names=("error", "params")))
     config = SimpleNamespace(model="mlp", dataset="digits", search="nsga2")
     limits = _plot_front(tmp_path / "front.png", evaluations, front, setup, config)
     assert (tmp_path / "front.png").stat().st_size > 0
