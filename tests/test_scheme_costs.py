@@ -133,3 +133,18 @@ def test_the_filler_table_counts_what_csr_counts_for_every_kept_count():
     table = filler_table(order, index_bits=3)
     for kept in range(0, 301, 7):
         assert table[kept] == csr_fillers(np.sort(order[:kept]), index_bits=3), kept
+
+
+def test_the_run_options_set_the_coding_index_width_and_dataflow():
+    from surrogate_emo.config import RunConfig
+
+    genome = [keep_gene(9, 18), keep_gene(12, 24)]
+    config = RunConfig(scheme="prune", coding="csr", index_bits=2, dataflow="IC:OC")
+    scheme = PruneScheme.from_config(config, model(), SHAPE)
+    assert scheme.pricing == Pricing(coding="csr", index_bits=2, dataflow="IC:OC")
+    assert scheme.costs(genome).bytes == 55 + 76  # as worked out above for csr with 2-bit gaps
+    conv_energy = layer_energy(CONV, 9 / 18, 32, "IC:OC")["total"]
+    assert scheme.costs(genome).energy == pytest.approx(conv_energy + layer_energy(LINEAR, 0.5, 32)["total"])
+    assert scheme.costs(genome).energy != PruneScheme(model(), SHAPE).costs(genome).energy  # X:Y prices it otherwise
+    coo = PruneScheme.from_config(RunConfig(scheme="prune", coding="coo"), model(), SHAPE)
+    assert set(coo.layer_columns(genome)[f"{name}.coding"] for name in ("0", "2")) == {"coo"}

@@ -25,6 +25,8 @@ from torch import nn
 
 from surrogate_emo.compress.coding import CODINGS, coded_bits, layer_coding
 from surrogate_emo.compress.energy import DATAFLOWS, EnergyConstants, LayerGeometry, layer_energy
+from surrogate_emo.compress.masks import MaskedLayer
+from surrogate_emo.compress.quant import QuantLayer
 from surrogate_emo.errors import ConfigError
 
 FLOAT_BITS = 32
@@ -169,9 +171,6 @@ def layer_geometries(model: nn.Module, input_shape: tuple[int, ...], names: list
     A layer is anything with a 2-d (linear) or 4-d (convolution) ``weight`` that is a ``Linear``, a ``Conv2d`` or a
     compressed layer of this package (`MaskedLayer`, `QuantLayer`).
     """
-    from surrogate_emo.compress.masks import MaskedLayer
-    from surrogate_emo.compress.quant import QuantLayer
-
     kinds = (nn.Linear, nn.Conv2d, MaskedLayer, QuantLayer)
     modules = {name: module for name, module in model.named_modules() if isinstance(module, kinds)
                and (names is None or name in names)}
@@ -212,9 +211,6 @@ class ModelPrice:
 def price_model(model: nn.Module, input_shape: tuple[int, ...], pricing: Pricing) -> ModelPrice:
     """Price every layer of a built model by what it stores: a dense ``Linear``/``Conv2d`` (all weights, float32), a
     `MaskedLayer` (its mask, float32) or a `QuantLayer` (its mask or all weights, at its bits, with scales)."""
-    from surrogate_emo.compress.masks import MaskedLayer
-    from surrogate_emo.compress.quant import QuantLayer
-
     geometries = layer_geometries(model, input_shape)
     layers, priced_tensors = {}, set()
     for name, geometry in geometries.items():

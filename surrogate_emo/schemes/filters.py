@@ -98,7 +98,6 @@ class FiltersScheme(Scheme):
             raise ConfigError(f"layer {list(geometries)[-1]!r} is the classifier: its outputs are the classes and "
                               "cannot be pruned; prunable layers: " + ", ".join(list(geometries)[:-1]))
         self._all_geometries = geometries
-        self._positions = {name: g.output[0] * g.output[1] for name, g in geometries.items()}
         super().__init__(model, shape, layers, decades)
 
     @classmethod

@@ -70,7 +70,6 @@ class UnstructuredScheme(Scheme):
             raise ConfigError(f"min_bits must be <= max_bits, got {min_bits} > {max_bits}")
         self.min_bits, self.max_bits = min_bits, max_bits
         self.pricing = pricing if pricing is not None else Pricing()
-        self._base_weights = {}
         self._geometries_all = layer_geometries(model, tuple(input_shape))
         self._price_rest = price_model(model, tuple(input_shape), self.pricing)
         self._bias = {name: model.get_submodule(name).bias is not None for name in self._geometries_all}
@@ -95,7 +94,6 @@ class UnstructuredScheme(Scheme):
 
     def _setup(self) -> None:
         self._numel = np.array([layer.numel for layer in self.layers], dtype=np.int64)
-        self._positions = np.array([layer.out_positions for layer in self.layers], dtype=np.int64)
 
     # ---- genes -------------------------------------------------------------------------------------------------
 
