@@ -56,10 +56,13 @@ class QualityConfig:
     schedules: list[str] = field(default_factory=lambda: ["one-shot"])  # how each model reaches its target
     baselines: list[str] = field(default_factory=lambda: ["global-pruning"])  # beside the fronts
     baseline_points: int = 0  # > 0: baselines at this many params ratios spread evenly (log) over the fronts' range
+    max_val_points: float | None = None  # only front models within this many points of the dense validation error
 
     def __post_init__(self) -> None:
         if self.baseline_points < 0:
             raise ConfigError(f"quality baseline_points must be >= 0, got {self.baseline_points}")
+        if self.max_val_points is not None and not self.max_val_points >= 0:
+            raise ConfigError(f"quality max_val_points must be a number >= 0 or left out, got {self.max_val_points}")
         if self.final_finetune_epochs < 0 or self.min_compression < 1 or self.max_models < 1:
             raise ConfigError("quality needs final_finetune_epochs >= 0, min_compression >= 1 and max_models >= 1; "
                               f"got {self.final_finetune_epochs}, {self.min_compression}, {self.max_models}")
@@ -198,7 +201,9 @@ def compression_quality(out_dir: Path, runs: dict[str, RunConfig], quality: Qual
         evaluations, memo = load_run(config.run_dir, config.name), {}
         cheap = config.objectives[0]  # what the search compressed: the fronts are read along it
         front = [e for e in front_evaluations(setup, evaluations)
-                 if 1 / setup.scheme.ratios(e.genome)[cheap] >= quality.min_compression]
+                 if 1 / setup.scheme.ratios(e.genome)[cheap] >= quality.min_compression
+                 and (quality.max_val_points is None
+                      or e.error <= setup.dense_val_error + quality.max_val_points / 100 + 1e-12)]
         front = _spread(front, np.array([1 / setup.scheme.ratios(e.genome)[cheap] for e in front]),
                         quality.max_models)
         for schedule in quality.schedules:

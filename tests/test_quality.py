@@ -121,3 +121,16 @@ def test_a_quality_table_needs_a_compression_experiment(tmp_path):
     path.write_text(EXPERIMENT.format(out=tmp_path).replace("max_models = 4", "max_models = 4\nseed = 3"))
     with pytest.raises(ConfigError, match="quality seed 3"):
         Experiment.from_file(path)
+
+
+def test_quality_options_are_checked():
+    from surrogate_emo.quality import QualityConfig
+
+    assert QualityConfig(schedules=["one-shot", "gradual"], baselines=["global-pruning-8bit"]).baseline_points == 0
+    for bad, message in (({"schedules": ["slow"]}, "quality schedules must be a list from"),
+                         ({"schedules": []}, "quality schedules must be a list from"),
+                         ({"baselines": ["magic"]}, "quality baselines must be a list from"),
+                         ({"baseline_points": -1}, "baseline_points must be >= 0"),
+                         ({"max_val_points": -2.0}, "max_val_points must be a number >= 0")):
+        with pytest.raises(ConfigError, match=message):
+            QualityConfig(**bad)
