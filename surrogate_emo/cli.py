@@ -158,6 +158,9 @@ def _export(args: argparse.Namespace) -> int:
               "(one thread)")
     print(f"files written to {exported.folder}/: {', '.join(sorted(p.name for p in exported.files.values()))}, "
           "deployment.md")
+    why = exported.folder / "model.onnx.txt"
+    if args.onnx and "onnx" not in exported.files and why.is_file():
+        print(" ".join(why.read_text().split()))
     return 0
 
 

@@ -233,8 +233,11 @@ def export(model: nn.Module, example: torch.Tensor, folder: Path, onnx: bool = T
                                   verbose=False)
             _strip_onnx_metadata(folder / "model.onnx")
             written["onnx"] = folder / "model.onnx"
+        except ModuleNotFoundError as error:  # the export extra is not installed
+            (folder / "model.onnx.txt").write_text(f"no model.onnx: {error.name} is not installed (the export "
+                                                   "extra: pip install -e '.[export]')\n")
         except Exception as error:  # noqa: BLE001 - the exporter's errors are many; ONNX is optional
-            (folder / "model.onnx.txt").write_text(f"no ONNX export: {type(error).__name__}: {error}\n")
+            (folder / "model.onnx.txt").write_text(f"no model.onnx: {type(error).__name__}: {error}\n")
     return written
 
 
@@ -290,4 +293,6 @@ class _Loaded(nn.Module):
 
 def load(path: Path) -> nn.Module:
     """The model of a ``model.pt2`` file, as any torch user loads it (``torch.export.load(path).module()``)."""
-    return _Loaded(torch.export.load(str(path)).module())
+    with warnings.catch_warnings():  # torch warns about how it regroups CPU tensors it loads: nothing to act on
+        warnings.simplefilter("ignore", UserWarning)
+        return _Loaded(torch.export.load(str(path)).module())
