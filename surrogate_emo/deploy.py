@@ -6,6 +6,8 @@ package, and its CPU latency measured.
 - a masked layer (``prune``): the kept float32 values and their flat int32 positions;
 - a quantised layer (``quant``, ``prune-quant``): int8 (int16 above 8 bits) integers, one float32 scale per output
   channel, and the positions when pruned too;
+- in either, where positions would cost more than the zeros they skip (more than half the float32 weights kept,
+  or a fifth of the int8 ones), every value, zeros included, and no positions;
 - everything else (dense layers, filter-pruned layers, low rank + sparse, BatchNorm) as it is.
 
 A packed layer rebuilds its dense weight in every forward pass (a scatter and a multiply: cheap beside the product
@@ -91,18 +93,23 @@ def _conv_args(layer: nn.Module) -> dict | None:
             else tuple(layer.padding), "dilation": tuple(layer.dilation), "groups": int(layer.groups)}
 
 
+def _sparse_or_dense(flat: torch.Tensor, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The kept values and their int32 positions, or every value (zeros included) and no positions where that is
+    smaller: a kept entry costs its value plus 4 bytes of position, a dense one its value alone."""
+    kept = int(mask.sum())
+    if kept * (flat.element_size() + 4) >= flat.numel() * flat.element_size():
+        return flat * torch.from_numpy(mask).to(flat.dtype), None
+    indices = torch.from_numpy(np.flatnonzero(mask).astype(np.int32))
+    return flat[indices.long()], indices
+
+
 def _packed(layer: nn.Module) -> PackedLayer:
     if isinstance(layer, QuantLayer):
-        mask = layer.structure_mask()
         state = layer.export_state()
-        flat = state["weight"].flatten()
-        indices = torch.from_numpy(np.flatnonzero(mask).astype(np.int32)) if not mask.all() else None
-        values = flat[indices.long()] if indices is not None else flat
+        values, indices = _sparse_or_dense(state["weight"].flatten(), layer.structure_mask())
         return PackedLayer(layer.weight.shape, values, indices, state["scale"], layer.bias, _conv_args(layer))
-    # a masked layer: the kept float32 values
-    flat_mask = layer.mask.flatten()
-    indices = torch.nonzero(flat_mask).flatten().to(torch.int32)
-    values = layer.weight.detach().flatten()[indices.long()].float()
+    # a masked layer: float32 values
+    values, indices = _sparse_or_dense(layer.weight.detach().flatten().float(), layer.mask.flatten().cpu().numpy())
     return PackedLayer(layer.weight.shape, values, indices, None, layer.bias, _conv_args(layer))
 
 
@@ -218,7 +225,9 @@ def export(model: nn.Module, example: torch.Tensor, folder: Path, onnx: bool = T
     written = {}
     batch = {0: torch.export.Dim("batch")}  # any batch size (the example needs 2 or more: 1 would be fixed)
     program = torch.export.export(packed, (example,), dynamic_shapes=(batch,))
-    torch.export.save(program, folder / "model.pt2")
+    with warnings.catch_warnings():  # torch notes how it groups the CPU tensors it writes: nothing to act on
+        warnings.simplefilter("ignore", UserWarning)
+        torch.export.save(program, folder / "model.pt2")
     written["pt2"] = folder / "model.pt2"
     layers = {name: module.describe() for name, module in packed.named_modules() if isinstance(module, PackedLayer)}
     tensors = {key: value.contiguous() for key, value in packed.state_dict().items()}
@@ -272,6 +281,7 @@ class OnnxModel:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: its constant-folding notes are not the user's business
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0].name
 

@@ -207,7 +207,7 @@ def _markdown(experiment: Experiment, rows: list[dict]) -> str:
                   "| method | runs finished | budget | HV at budget, median [IQR] | "
                   + ("" if equal else f"HV at {mine[0]['smallest_budget']} (median) | ")
                   + "true-front HV | IGD (median) | "
-                  + " | ".join(f"p vs {b} (rank-sum)" for b in experiment.baselines) + " | "
+                  + "".join(f"p vs {b} (rank-sum) | " for b in experiment.baselines)
                   + " | ".join(f"evaluations to {x}% of best HV (runs reaching)" for x in reach)
                   + (f" | {experiment.baselines[0]} evaluations to reach its final HV, median (never)"
                      if experiment.baselines else "")
@@ -226,7 +226,7 @@ def _markdown(experiment: Experiment, rows: list[dict]) -> str:
                               f"({r.get('baseline_never_reached', 0)})")
             lines.append(f"| {r['method']} | {r['finished']}/{r['runs']} | {r['budget']} | {hv} | "
                          + ("" if equal else f"{_fmt(r['hv_at_smallest_budget_median'])} | ")
-                         + f"{_fmt(r['true_front_hv'])} | {_fmt(r['igd_median'])} | " + " | ".join(pvals) + " | "
+                         + f"{_fmt(r['true_front_hv'])} | {_fmt(r['igd_median'])} | " + "".join(f"{p} | " for p in pvals)
                          + " | ".join(needed) + f" | {_fmt(r['wall_seconds_median'], 1)} | "
                          f"{_fmt(r['optimizer_seconds_per_iteration'], 3)} | {_fmt(r['prediction_abs_error_median'])} | "
                          f"{_fmt(r['warm_start_rate'], 2)} |"

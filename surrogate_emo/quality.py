@@ -24,6 +24,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
@@ -288,19 +289,23 @@ def _write(folder: Path, rows: list[dict], quality: QualityConfig) -> None:
     shown = [ratio for ratio in ("params", "bytes") if any(f"{ratio}_ratio" in r for r in rows)]
     fig, axes = plt.subplots(1, len(shown), figsize=(6.5 * len(shown), 4.4), squeeze=False)
     dense = 100 * rows[0]["dense_test_error"] if rows else None
+    colors = {method: f"C{index % 10}" for index, method in enumerate(dict.fromkeys(m for m, _ in groups))}
     for ax, ratio in zip(axes[0], shown):
-        for index, (method, schedule) in enumerate(groups):
+        for method, schedule in groups:  # one colour per method; solid one-shot, dashed gradual
             mine = sorted((r for r in rows if r["method"] == method and r.get("schedule", "one-shot") == schedule
                            and f"{ratio}_ratio" in r), key=lambda r: r[f"{ratio}_ratio"])
             if mine:
                 ax.plot([1 / r[f"{ratio}_ratio"] for r in mine], [100 * r["test_error"] for r in mine],
-                        "o-" if schedule == "one-shot" else "s--", ms=3, color=f"C{index % 10}",
+                        "o-" if schedule == "one-shot" else "s--", ms=3, color=colors[method],
                         label=f"{method} ({schedule})")
         if dense is not None:
             ax.axhline(dense, color="gray", lw=0.8, label="dense")
             ax.axhline(dense + 1, color="gray", lw=0.8, ls="--", label="dense + 1 pt")
-            ax.set_ylim(dense - 1, dense + 10)
+            ax.axhline(dense + 2, color="gray", lw=0.8, ls=":", label="dense + 2 pt")
+            ax.set_ylim(dense - 1, dense + 6)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda value, _: ""))
         ax.set_xlabel(f"compression: dense {ratio} / compressed {ratio} (log scale)")
         ax.set_ylabel("test error %")
         ax.grid(alpha=0.3, which="both")
