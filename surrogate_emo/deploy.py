@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from surrogate_emo.compress.masks import MaskedLayer
-from surrogate_emo.compress.quant import QuantLayer, quantize_per_channel
+from surrogate_emo.compress.quant import QuantLayer
 from surrogate_emo.errors import ConfigError
 from surrogate_emo.surgery import replace_layer
 

@@ -30,13 +30,11 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from surrogate_emo.compress import measure  # noqa: E402
-from surrogate_emo.compress.masks import MaskedConv2d, MaskedLayer, MaskedLinear  # noqa: E402
-from surrogate_emo.compress.pricing import Pricing  # noqa: E402
-from surrogate_emo.compress.quant import QuantConv2d, QuantLayer, QuantLinear  # noqa: E402
 from surrogate_emo.config import RunConfig  # noqa: E402
 from surrogate_emo.errors import ConfigError  # noqa: E402
 from surrogate_emo.report import write_csv  # noqa: E402
-from surrogate_emo.schedule import cubic_share  # noqa: E402
+from surrogate_emo.schedule import cubic_share, segments  # noqa: E402
+from surrogate_emo.schemes.unstructured import pricing_of, source_weight, weight_layer  # noqa: E402
 from surrogate_emo.surgery import replace_layer  # noqa: E402
 from surrogate_emo.train import error_rate, fit, steps_for  # noqa: E402
 
@@ -88,7 +86,7 @@ def global_magnitude_prune(model: nn.Module, layer_names: list[str], params_rati
     """
     pruned = copy.deepcopy(model)
     layers = {name: pruned.get_submodule(name) for name in layer_names}
-    weights = {name: _effective(layer) for name, layer in layers.items()}
+    weights = {name: source_weight(layer) for name, layer in layers.items()}
     # a masked layer keeps its full weight as the parameter: the count is the dense model's either way
     total = sum(p.numel() for p in model.parameters())
     prunable = sum(w.numel() for w in weights.values())
@@ -103,25 +101,8 @@ def global_magnitude_prune(model: nn.Module, layer_names: list[str], params_rati
     for name, weight in weights.items():
         mask = flat[start:start + weight.numel()].view(weight.shape)
         start += weight.numel()
-        pruned = replace_layer(pruned, name, _masked(layers[name], weight, mask, bits))
+        pruned = replace_layer(pruned, name, weight_layer(layers[name], weight, mask, bits))
     return pruned
-
-
-def _effective(layer: nn.Module) -> torch.Tensor:
-    if isinstance(layer, MaskedLayer):
-        return (layer.weight * layer.mask).detach()
-    if isinstance(layer, QuantLayer) and layer.mask is not None:
-        return (layer.weight * layer.mask).detach()
-    return layer.weight.detach()
-
-
-def _masked(layer: nn.Module, weight: torch.Tensor, mask: torch.Tensor, bits: int | None) -> nn.Module:
-    conv = weight.dim() == 4
-    geometry = {key: getattr(layer, key) for key in ("stride", "padding", "dilation", "groups")} if conv else {}
-    if bits is not None:
-        return (QuantConv2d(weight, layer.bias, bits, mask=mask, **geometry) if conv
-                else QuantLinear(weight, layer.bias, bits, mask=mask))
-    return MaskedConv2d(weight, mask, layer.bias, **geometry) if conv else MaskedLinear(weight, mask, layer.bias)
 
 
 def pruned_baseline(base: nn.Module, layer_names: list[str], params_ratio: float, bits: int | None, schedule: str,
@@ -133,14 +114,11 @@ def pruned_baseline(base: nn.Module, layer_names: list[str], params_ratio: float
         model = global_magnitude_prune(base, layer_names, params_ratio, bits)
         fit(model, data, steps, lr=lr, batch_size=batch_size, seed=seed)
         return model
-    ramp_steps = round(ramp * steps)
-    bounds = [round(ramp_steps * k / updates) for k in range(updates + 1)] + [steps]
     model = base
-    for k in range(updates + 1):
-        ratio = float(cubic_share(np.array(params_ratio), min(1.0, (k + 1) / updates)))
-        model = global_magnitude_prune(model, layer_names, ratio, bits)
-        if bounds[k + 1] > bounds[k]:
-            fit(model, data, bounds[k + 1] - bounds[k], lr=lr, batch_size=batch_size, seed=seed + k)
+    for k, (done, segment) in enumerate(segments(steps, updates, ramp)):
+        model = global_magnitude_prune(model, layer_names, float(cubic_share(np.array(params_ratio), done)), bits)
+        if segment > 0:
+            fit(model, data, segment, lr=lr, batch_size=batch_size, seed=seed + k)
     return model
 
 
@@ -228,7 +206,7 @@ def compression_quality(out_dir: Path, runs: dict[str, RunConfig], quality: Qual
         ratios = {round(float(np.exp(x)), 6) for x in np.linspace(logs[0], logs[-1], quality.baseline_points)}
     config, setup = configs[0], setups[next(iter(runs))]
     layer_names = [name for name, module in setup.base.named_modules() if isinstance(module, (nn.Linear, nn.Conv2d))]
-    pricing = Pricing(coding=config.coding, index_bits=config.index_bits, dataflow=config.dataflow)
+    pricing = pricing_of(config)
     dense = measure(setup.base, setup.data.input_shape, pricing)
     for baseline in quality.baselines:
         bits = BASELINES[baseline]

@@ -32,6 +32,19 @@ def cubic_share(final: np.ndarray, done: float) -> np.ndarray:
     return final + (1.0 - final) * (1.0 - done) ** 3
 
 
+def segments(steps: int, updates: int, ramp: float) -> list[tuple[float, int]]:
+    """The schedule as ``(progress at the end of the interval, steps)`` per segment: ``updates`` equal intervals
+    over the first ``ramp`` of the steps, then the rest at the final structure (progress 1).
+
+    Example:
+        >>> segments(10, 2, 0.8)
+        [(0.5, 4), (1.0, 4), (1.0, 2)]
+    """
+    ramp_steps = round(ramp * steps)
+    bounds = [round(ramp_steps * k / updates) for k in range(updates + 1)] + [steps]
+    return [(min(1.0, (k + 1) / updates), bounds[k + 1] - bounds[k]) for k in range(updates + 1)]
+
+
 def gradual_finetune(scheme: Scheme, base: nn.Module, genome, data: Split, steps: int, lr: float,
                      batch_size: int, seed: int, updates: int = 20, ramp: float = 0.75) -> nn.Module:
     """Compress ``base`` (left untouched) to ``genome`` gradually while fine-tuning for ``steps`` in all.
@@ -42,13 +55,10 @@ def gradual_finetune(scheme: Scheme, base: nn.Module, genome, data: Split, steps
     if updates < 1 or not 0.0 < ramp <= 1.0:
         raise ConfigError(f"expected updates >= 1 and ramp in (0, 1], got updates={updates}, ramp={ramp}")
     vector = scheme.validate(genome)
-    ramp_steps = round(ramp * steps)
-    bounds = [round(ramp_steps * k / updates) for k in range(updates + 1)] + [steps]
     model = base
-    for k in range(updates + 1):
-        done = min(1.0, (k + 1) / updates)  # each segment trains the structure of the end of its interval
+    for k, (done, segment) in enumerate(segments(steps, updates, ramp)):
+        # each segment trains the structure of the end of its interval
         model = scheme.compress(model, scheme.toward(vector, done))
-        segment = bounds[k + 1] - bounds[k]
         if segment > 0:
             fit(model, data, segment, lr=lr, batch_size=batch_size, seed=seed + k,
                 on_step=lambda step, m=model: scheme.during_finetune(m, vector, step))

@@ -55,6 +55,26 @@ class LayerSetting:
     nnz: int
 
 
+def keep_fraction(genes, decades: float) -> np.ndarray:
+    """``f(g) = (10**(D*g) - 1) / (10**D - 1)``: 0 at 0, 1 at 1, logarithmic over the top ``D`` decades.
+
+    Example:
+        >>> keep_fraction(np.array([0.0, 2 / 3, 1.0]), 3.0).round(4).tolist()
+        [0.0, 0.0991, 1.0]
+    """
+    return np.expm1(decades * np.log(10.0) * np.asarray(genes)) / np.expm1(decades * np.log(10.0))
+
+
+def genes_for_fraction(fractions, decades: float) -> np.ndarray:
+    """The genes whose `keep_fraction` is ``fractions`` (its inverse).
+
+    Example:
+        >>> genes_for_fraction(keep_fraction(np.array([0.25]), 3.0), 3.0).round(12).tolist()
+        [0.25]
+    """
+    return np.log10(1.0 + np.asarray(fractions) * (10.0**decades - 1.0)) / decades
+
+
 def find_layers(model: nn.Module, input_shape: tuple[int, ...], layer_names: list[str] | None = None
                 ) -> list[LayerSpec]:
     """The ``Linear`` and ``Conv2d`` layers of ``model`` (all, or those named, in that order), found by one dummy
@@ -163,7 +183,7 @@ class CompressionSpace:
 
     def keep_fraction(self, genes: np.ndarray) -> np.ndarray:
         """``f(g) = (10**(D*g) - 1) / (10**D - 1)``: 0 at 0, 1 at 1, logarithmic over the top ``D`` decades."""
-        return np.expm1(self.decades * np.log(10.0) * genes) / np.expm1(self.decades * np.log(10.0))
+        return keep_fraction(genes, self.decades)
 
     def validate(self, genome) -> np.ndarray:
         """Return ``genome`` as a float64 vector of length `2L`, or raise `SearchSpaceError` saying what is wrong."""

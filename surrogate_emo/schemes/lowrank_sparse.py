@@ -13,7 +13,7 @@ from torch import nn
 from surrogate_emo.compress.costs import CostModel, Costs
 from surrogate_emo.compress.operator import replace_layers
 from surrogate_emo.schemes.base import Scheme
-from surrogate_emo.space import CompressionSpace, LayerSetting
+from surrogate_emo.space import CompressionSpace, LayerSetting, genes_for_fraction
 
 
 class LowRankSparseScheme(Scheme):
@@ -59,7 +59,7 @@ class LowRankSparseScheme(Scheme):
         return self.space.keep_fraction(genome)
 
     def _from_shares(self, shares: np.ndarray) -> np.ndarray:
-        return np.log10(1.0 + shares * (10.0**self.decades - 1.0)) / self.decades
+        return genes_for_fraction(shares, self.decades)
 
     def _holds(self, cached: np.ndarray, genome: np.ndarray) -> np.ndarray:
         """Every layer keeps at least ``genome``'s rank and residual entries."""

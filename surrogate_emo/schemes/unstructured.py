@@ -34,6 +34,7 @@ from surrogate_emo.compress.pricing import FLOAT_BITS, LayerPrice, Pricing, fill
 from surrogate_emo.compress.quant import MAX_BITS, MIN_BITS, QuantConv2d, QuantLayer, QuantLinear
 from surrogate_emo.errors import ConfigError
 from surrogate_emo.schemes.base import Scheme
+from surrogate_emo.space import genes_for_fraction, keep_fraction
 from surrogate_emo.surgery import replace_layer
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ class UnstructuredScheme(Scheme):
 
     def keep_fraction(self, genes: np.ndarray) -> np.ndarray:
         """``(10**(D*g) - 1) / (10**D - 1)``: 0 at 0, 1 at 1, logarithmic over the top ``D`` decades."""
-        return np.expm1(self.decades * np.log(10.0) * genes) / np.expm1(self.decades * np.log(10.0))
+        return keep_fraction(genes, self.decades)
 
     def kept_count(self, genes: np.ndarray) -> np.ndarray:
         """Kept weights per layer for keep genes `... x L` (the epsilon keeps ``0.1 * 100`` from flooring to 9)."""
@@ -124,8 +125,7 @@ class UnstructuredScheme(Scheme):
 
     def _from_shares(self, shares: np.ndarray) -> np.ndarray:
         keep = self._keep_genes()
-        genes = np.log10(1.0 + shares * (10.0**self.decades - 1.0)) / self.decades
-        return np.where(keep, genes, shares)
+        return np.where(keep, genes_for_fraction(shares, self.decades), shares)
 
     def _decode(self, genome: np.ndarray) -> list[WeightSetting]:
         kept, bits = self._settings(genome[None, :])
@@ -148,16 +148,11 @@ class UnstructuredScheme(Scheme):
         return model
 
     def _build(self, layer: nn.Module, weight: torch.Tensor, mask: torch.Tensor, setting: WeightSetting) -> nn.Module:
-        conv = weight.dim() == 4
-        geometry = {key: getattr(layer, key) for key in ("stride", "padding", "dilation", "groups")} if conv else {}
-        if setting.bits < FLOAT_BITS:
-            quant_mask = None if setting.kept == mask.numel() and not self.prunes else mask
-            if conv:
-                return QuantConv2d(weight, layer.bias, setting.bits, mask=quant_mask, **geometry)
-            return QuantLinear(weight, layer.bias, setting.bits, mask=quant_mask)
-        if conv:
-            return MaskedConv2d(weight, mask, layer.bias, self.recovery, **geometry)
-        return MaskedLinear(weight, mask, layer.bias, self.recovery)
+        quantised = setting.bits < FLOAT_BITS
+        bits = setting.bits if quantised else None
+        # a quantised layer that keeps every weight stores no mask
+        keep_mask = not (quantised and not self.prunes and setting.kept == mask.numel())
+        return weight_layer(layer, weight, mask if keep_mask else None, bits, self.recovery)
 
     # ---- costs -------------------------------------------------------------------------------------------------
 
@@ -231,6 +226,21 @@ class UnstructuredScheme(Scheme):
             with torch.no_grad():
                 layer.mask.copy_(top_magnitude_mask(layer.weight, setting.kept))
             layer.recovery = False
+
+
+def weight_layer(layer: nn.Module, weight: torch.Tensor, mask: torch.Tensor | None, bits: int | None,
+                 recovery: bool = False) -> nn.Module:
+    """A masked (``bits`` None) or quantised layer in the place of ``layer`` (a ``Linear``/``Conv2d`` or a compressed
+    one: its bias and convolution geometry are kept), computing with ``weight`` and keeping ``mask``."""
+    conv = weight.dim() == 4
+    geometry = {key: getattr(layer, key) for key in ("stride", "padding", "dilation", "groups")} if conv else {}
+    if bits is not None:
+        if conv:
+            return QuantConv2d(weight, layer.bias, bits, mask=mask, **geometry)
+        return QuantLinear(weight, layer.bias, bits, mask=mask)
+    if conv:
+        return MaskedConv2d(weight, mask, layer.bias, recovery, **geometry)
+    return MaskedLinear(weight, mask, layer.bias, recovery)
 
 
 def source_weight(layer: nn.Module) -> torch.Tensor:
