@@ -210,7 +210,7 @@ def run_experiment(experiment: Experiment, jobs: int | None = None, progress: bo
                              "seconds": 0.0})
         else:
             started = time.perf_counter()
-            compression_quality(experiment.out_dir, runs, experiment.quality_config())
+            compression_quality(experiment.out_dir, runs, experiment.quality_config(), jobs=jobs)
             outcomes.append({"run": "quality", "status": "ran", "seconds": time.perf_counter() - started})
     log = experiment.out_dir / "run_log.jsonl"
     with log.open("a") as handle:  # the history of sessions: which runs ran, failed or were skipped, and when

@@ -16,6 +16,7 @@ and Gupta's cubic schedule over the same steps, `surrogate_emo.schedule`). Each 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ from matplotlib.ticker import FuncFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
+
+from joblib import Parallel, delayed  # noqa: E402
 
 from surrogate_emo.compress import measure  # noqa: E402
 from surrogate_emo.config import RunConfig  # noqa: E402
@@ -144,92 +147,131 @@ def _schedule_key(schedule: str) -> tuple:
     return () if schedule == "one-shot" else (schedule,)
 
 
-def _ratios(costs, dense) -> dict[str, float]:
+def ratios_of(costs, dense) -> dict[str, float]:
     return {f"{name}_ratio": getattr(costs, name) / getattr(dense, name) for name in RATIOS
             if getattr(costs, name) is not None and getattr(dense, name) is not None}
 
 
-def compression_quality(out_dir: Path, runs: dict[str, RunConfig], quality: QualityConfig) -> list[dict]:
+def compression_quality(out_dir: Path, runs: dict[str, RunConfig], quality: QualityConfig,
+                        jobs: int = 1) -> list[dict]:
     """Re-score the fronts of ``runs`` (method -> the run's config) and prune the dense model at their params
-    ratios with each baseline and schedule; writes ``out_dir/quality/`` and returns one row per model."""
-    from surrogate_emo.compare import load_run
-    from surrogate_emo.pipeline import final_model, front_evaluations, prepare
+    ratios with each baseline and schedule; writes ``out_dir/quality/`` and returns one row per model.
 
+    With ``jobs > 1`` the methods' fronts, then the baselines' models, are made ``jobs`` at a time in worker
+    processes (joblib). Every model is seeded on its own, so the rows do not depend on ``jobs``."""
     folder = out_dir / "quality"
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "models.jsonl"
-    done = _done(log)
-    rows = []
-
-    def record(key: tuple, row: dict) -> None:
-        row = {"key": list(key), **row}
-        with log.open("a") as handle:
-            handle.write(json.dumps(row) + "\n")
-        done[key] = row
-
     configs = list(runs.values())
     if len({c.seed for c in configs}) != 1:
         raise ConfigError(f"the runs compared must share one seed (one base model); got {[c.seed for c in configs]}")
-    setups = {}
-    ratios = set()
-    for method, config in runs.items():
-        setup = setups[method] = prepare(config)
-        # the search's fine-tune and the final one: what every pruned model gets too
-        total_steps = setup.evaluator.steps + (steps_for(quality.final_finetune_epochs, len(setup.data.train),
-                                                         config.batch_size) if quality.final_finetune_epochs else 0)
-        evaluations, memo = load_run(config.run_dir, config.name), {}
-        cheap = config.objectives[0]  # what the search compressed: the fronts are read along it
-        front = [e for e in front_evaluations(setup, evaluations)
-                 if 1 / setup.scheme.ratios(e.genome)[cheap] >= quality.min_compression
-                 and (quality.max_val_points is None
-                      or e.error <= setup.dense_val_error + quality.max_val_points / 100 + 1e-12)]
-        front = _spread(front, np.array([1 / setup.scheme.ratios(e.genome)[cheap] for e in front]),
-                        quality.max_models)
-        for schedule in quality.schedules:
-            final = RunConfig(**{**config.to_dict(), "final_schedule": schedule})
-            for evaluation in front:
-                key = ("search", method, config.seed, evaluation.trial, quality.final_finetune_epochs,
-                       *_schedule_key(schedule))
-                if key not in done:
-                    model, _ = final_model(setup, evaluation, final, epochs=quality.final_finetune_epochs,
-                                           history=evaluations, memo=memo)
-                    record(key, {"kind": "search", "method": method, "scheme": config.scheme, "schedule": schedule,
-                                 "seed": config.seed, "trial": evaluation.trial,
-                                 **_ratios(setup.scheme.costs(evaluation.genome), setup.scheme.dense),
-                                 "val_error_search": evaluation.error, "test_error": error_rate(model, setup.data.test),
-                                 "dense_test_error": setup.dense_test_error, "finetune_steps": total_steps})
-                rows.append(done[key])
-                if 1 / done[key]["params_ratio"] >= quality.min_compression:  # quantised alone: no pruning to match
-                    ratios.add(round(done[key]["params_ratio"], 6))
+    fronts = _map(jobs, [delayed(_front_rows)(log, method, config, quality) for method, config in runs.items()])
+    rows = [row for front in fronts for row in front]
+    ratios = {round(row["params_ratio"], 6) for row in rows
+              if 1 / row["params_ratio"] >= quality.min_compression}  # quantised alone: no pruning to match
     if quality.baseline_points and len(ratios) > quality.baseline_points:
         logs = np.log(sorted(ratios))
         ratios = {round(float(np.exp(x)), 6) for x in np.linspace(logs[0], logs[-1], quality.baseline_points)}
-    config, setup = configs[0], setups[next(iter(runs))]
-    layer_names = [name for name, module in setup.base.named_modules() if isinstance(module, (nn.Linear, nn.Conv2d))]
-    pricing = pricing_of(config)
-    dense = measure(setup.base, setup.data.input_shape, pricing)
-    for baseline in quality.baselines:
-        bits = BASELINES[baseline]
-        label = "global magnitude pruning" + (f" + {bits}-bit" if bits else "")
-        for schedule in quality.schedules:
-            for ratio in sorted(ratios):
-                key = ("pruning", "global magnitude" + (f" + {bits}-bit" if bits else ""), config.seed, ratio,
-                       total_steps, *_schedule_key(schedule))
-                if key not in done:
-                    try:
-                        model = pruned_baseline(setup.base, layer_names, ratio, bits, schedule, setup.data.train,
-                                                total_steps, config.finetune_learning_rate, config.batch_size,
-                                                config.seed + 1)
-                    except ConfigError:  # a ratio below what the biases alone hold: nothing to prune to
-                        continue
-                    record(key, {"kind": "pruning", "method": label, "scheme": baseline, "schedule": schedule,
-                                 "seed": config.seed, "trial": None,
-                                 **_ratios(measure(model, setup.data.input_shape, pricing), dense),
-                                 "val_error_search": None, "test_error": error_rate(model, setup.data.test),
-                                 "dense_test_error": setup.dense_test_error, "finetune_steps": total_steps})
-                rows.append(done[key])
+    config = configs[0]
+    total_steps = _setup(config).evaluator.steps + _final_steps(config, quality)
+    tasks = [(baseline, schedule, ratio) for baseline in quality.baselines for schedule in quality.schedules
+             for ratio in sorted(ratios)]
+    rows += [row for row in _map(jobs, [delayed(_baseline_row)(log, config, total_steps, *task) for task in tasks])
+             if row is not None]
     _write(folder, rows, quality)
     return rows
+
+
+def _map(jobs: int, calls: list) -> list:
+    """``calls`` (joblib ``delayed`` triples) in order: here with one job, else in ``jobs`` worker processes."""
+    if jobs == 1 or len(calls) < 2:
+        return [function(*args, **kwargs) for function, args, kwargs in calls]
+    return list(Parallel(n_jobs=min(jobs, len(calls)))(calls))
+
+
+@functools.lru_cache(maxsize=8)
+def _prepared(key: str):
+    from surrogate_emo.pipeline import prepare
+
+    return prepare(RunConfig(**json.loads(key)))
+
+
+def _setup(config: RunConfig):
+    """The run's data, base model and scheme, once per process."""
+    return _prepared(json.dumps(config.to_dict(), sort_keys=True, default=str))
+
+
+def _final_steps(config: RunConfig, quality: QualityConfig) -> int:
+    if not quality.final_finetune_epochs:
+        return 0
+    return steps_for(quality.final_finetune_epochs, len(_setup(config).data.train), config.batch_size)
+
+
+def _append(log: Path, key: tuple, row: dict) -> dict:
+    """Add a finished model to the study's log at once (one short line: appends from workers do not interleave)."""
+    row = {"key": list(key), **row}
+    with log.open("a") as handle:
+        handle.write(json.dumps(row) + "\n")
+    return row
+
+
+def _front_rows(log: Path, method: str, config: RunConfig, quality: QualityConfig) -> list[dict]:
+    """Every chosen front model of one method's run, with each schedule: from the log, or made now."""
+    from surrogate_emo.compare import load_run
+    from surrogate_emo.pipeline import final_model, front_evaluations
+
+    setup, done, rows = _setup(config), _done(log), []
+    # the search's fine-tune and the final one: what every pruned model gets too
+    total_steps = setup.evaluator.steps + _final_steps(config, quality)
+    evaluations, memo = load_run(config.run_dir, config.name), {}
+    cheap = config.objectives[0]  # what the search compressed: the fronts are read along it
+    front = [e for e in front_evaluations(setup, evaluations)
+             if 1 / setup.scheme.ratios(e.genome)[cheap] >= quality.min_compression
+             and (quality.max_val_points is None
+                  or e.error <= setup.dense_val_error + quality.max_val_points / 100 + 1e-12)]
+    front = _spread(front, np.array([1 / setup.scheme.ratios(e.genome)[cheap] for e in front]), quality.max_models)
+    for schedule in quality.schedules:
+        final = RunConfig(**{**config.to_dict(), "final_schedule": schedule})
+        for evaluation in front:
+            key = ("search", method, config.seed, evaluation.trial, quality.final_finetune_epochs,
+                   *_schedule_key(schedule))
+            if key not in done:
+                model, _ = final_model(setup, evaluation, final, epochs=quality.final_finetune_epochs,
+                                       history=evaluations, memo=memo)
+                done[key] = _append(log, key, {
+                    "kind": "search", "method": method, "scheme": config.scheme, "schedule": schedule,
+                    "seed": config.seed, "trial": evaluation.trial,
+                    **ratios_of(setup.scheme.costs(evaluation.genome), setup.scheme.dense),
+                    "val_error_search": evaluation.error, "test_error": error_rate(model, setup.data.test),
+                    "dense_test_error": setup.dense_test_error, "finetune_steps": total_steps})
+            rows.append(done[key])
+    return rows
+
+
+def _baseline_row(log: Path, config: RunConfig, total_steps: int, baseline: str, schedule: str,
+                  ratio: float) -> dict | None:
+    """One global-pruning model: from the log, or made now; None below what the biases alone hold."""
+    bits = BASELINES[baseline]
+    key = ("pruning", "global magnitude" + (f" + {bits}-bit" if bits else ""), config.seed, ratio, total_steps,
+           *_schedule_key(schedule))
+    done = _done(log)
+    if key in done:
+        return done[key]
+    setup = _setup(config)
+    layer_names = [name for name, module in setup.base.named_modules() if isinstance(module, (nn.Linear, nn.Conv2d))]
+    pricing = pricing_of(config)
+    try:
+        model = pruned_baseline(setup.base, layer_names, ratio, bits, schedule, setup.data.train, total_steps,
+                                config.finetune_learning_rate, config.batch_size, config.seed + 1)
+    except ConfigError:  # a ratio below what the biases alone hold: nothing to prune to
+        return None
+    return _append(log, key, {
+        "kind": "pruning", "method": "global magnitude pruning" + (f" + {bits}-bit" if bits else ""),
+        "scheme": baseline, "schedule": schedule, "seed": config.seed, "trial": None,
+        **ratios_of(measure(model, setup.data.input_shape, pricing), measure(setup.base, setup.data.input_shape,
+                                                                            pricing)),
+        "val_error_search": None, "test_error": error_rate(model, setup.data.test),
+        "dense_test_error": setup.dense_test_error, "finetune_steps": total_steps})
 
 
 def best_compression(rows: list[dict], points: float, ratio: str = "params") -> float | None:
@@ -245,11 +287,18 @@ def _cell(value: float | None) -> str:
 
 
 def _write(folder: Path, rows: list[dict], quality: QualityConfig) -> None:
+    write_quality(folder, rows, f"Each front model fine-tuned {quality.final_finetune_epochs:g} more epochs and scored "
+                  "on the test split; global magnitude pruning of the dense model (and with 8 bits) at the same params "
+                  "ratios with the same total fine-tuning.")
+
+
+def write_quality(folder: Path, rows: list[dict], intro: str, stem: str = "quality") -> None:
+    """``models.csv``, ``<stem>.md`` (compression at +1 and +2 points of test error per method and schedule,
+    after ``intro``) and ``<stem>.png`` (test error against compression) of ``rows``: dicts with ``method``,
+    ``schedule``, ``seed``, ``test_error``, ``dense_test_error``, ``finetune_steps`` and the ``<ratio>_ratio``s."""
     write_csv(folder / "models.csv", [{k: v for k, v in r.items() if k != "key"} for r in rows])
     groups = list(dict.fromkeys((r["method"], r.get("schedule", "one-shot")) for r in rows))
-    lines = [f"Each front model fine-tuned {quality.final_finetune_epochs:g} more epochs and scored on the test split; "
-             "global magnitude pruning of the dense model (and with 8 bits) at the same params ratios with the same "
-             "total fine-tuning. Compression is dense / compressed: parameters, bytes as stored (each layer in its "
+    lines = [f"{intro} Compression is dense / compressed: parameters, bytes as stored (each layer in its "
              "smallest coding), accelerator energy. A dash: no model within the bound, or not counted.",
              "", "| method | schedule | seed | models | dense test error | params at +1 pt | bytes at +1 pt | "
              "energy at +1 pt | params at +2 pt | bytes at +2 pt | energy at +2 pt | fine-tuning steps per model |",
@@ -263,7 +312,7 @@ def _write(folder: Path, rows: list[dict], quality: QualityConfig) -> None:
             cells = [_cell(best_compression(mine, points, ratio)) for points in (1.0, 2.0) for ratio in RATIOS]
             lines.append(f"| {method} | {schedule} | {seed} | {len(mine)} | {100 * mine[0]['dense_test_error']:.2f}% | "
                          + " | ".join(cells) + f" | {mine[0]['finetune_steps']} |")
-    (folder / "quality.md").write_text("\n".join(lines) + "\n")
+    (folder / f"{stem}.md").write_text("\n".join(lines) + "\n")
     shown = [ratio for ratio in ("params", "bytes") if any(f"{ratio}_ratio" in r for r in rows)]
     fig, axes = plt.subplots(1, len(shown), figsize=(6.5 * len(shown), 4.4), squeeze=False)
     dense = 100 * rows[0]["dense_test_error"] if rows else None
@@ -289,5 +338,5 @@ def _write(folder: Path, rows: list[dict], quality: QualityConfig) -> None:
         ax.grid(alpha=0.3, which="both")
     axes[0][-1].legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(folder / "quality.png", dpi=110)
+    fig.savefig(folder / f"{stem}.png", dpi=110)
     plt.close(fig)

@@ -4,6 +4,7 @@ it at the same ratios, resuming from what it wrote."""
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 import torch
@@ -107,6 +108,15 @@ def test_the_quality_study_matches_ratios_and_resumes(tmp_path):
     lines = (folder / "models.jsonl").read_text().count("\n")
     run_experiment(experiment, jobs=1, progress=False)
     assert (folder / "models.jsonl").read_text().count("\n") == lines  # nothing recomputed
+    # two worker processes make the same models (each is seeded on its own)
+    (folder / "models.jsonl").rename(tmp_path / "serial.jsonl")
+    run_experiment(experiment, jobs=2, progress=False)
+
+    def models(path):
+        return sorted((json.dumps(r["key"]), r["test_error"], r["params_ratio"])
+                      for r in map(json.loads, path.read_text().splitlines()))
+
+    assert models(folder / "models.jsonl") == models(tmp_path / "serial.jsonl")
 
 
 def test_a_quality_table_needs_a_compression_experiment(tmp_path):
