@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "of neural networks: compression searches, and experiments of many of them.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,experiment,export}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,experiment,recipe,export}")
     run = commands.add_parser(
         "run", help="run or resume a compression search", usage="%(prog)s [--config FILE] [--option VALUE ...]",
         description="Run (or resume, with the same command) a compression search. With no option: the quickstart "
@@ -126,6 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
                             help="folder that receives <name>/ (default: the file's output_dir, else runs; "
                                  "--output-dir results extends the committed experiments)")
     experiment.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    recipe = commands.add_parser(
+        "recipe", help="run or resume a published method from its recipe file (OLMP, ...), beside global pruning",
+        description="Run (or resume, with the same command) one published compression method from a recipe file "
+                    "(recipe = \"olmp\", a [base] table of run options and the method's own table), then global "
+                    "magnitude pruning with the same training steps; writes <output_dir>/<name>/summary.md. "
+                    "Example: surrogate-emo recipe experiments/olmp_lenet300.toml")
+    recipe.add_argument("file", help="recipe file (TOML or YAML), e.g. experiments/olmp_lenet300.toml")
+    recipe.add_argument("--output-dir", metavar="DIR",
+                        help="folder that receives <name>/ (default: the file's output_dir, else runs)")
+    recipe.add_argument("--no-progress", dest="progress", action="store_false", help="no progress lines")
+    recipe.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     export = commands.add_parser(
         "export", help="write one model of a finished run as files that load without this package",
         description="Write one model of a finished run (model.pt2: torch.export, loaded by torch.export.load; "
@@ -183,6 +194,20 @@ def _experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recipe(args: argparse.Namespace) -> int:
+    from surrogate_emo.recipes import RECIPES
+    from surrogate_emo.recipes.base import RecipeFile
+
+    file = RecipeFile.from_file(args.file)
+    if args.output_dir is not None:
+        file.output_dir = args.output_dir
+    with _warnings_in_one_line():
+        best = RECIPES[file.recipe].run(file, progress=args.progress)
+    print(json.dumps(_round_floats(best), indent=2))
+    print(f"report written to {file.out_dir}/summary.md")
+    return 0
+
+
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
 
@@ -203,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
             return _experiment(args)
         if args.command == "export":
             return _export(args)
+        if args.command == "recipe":
+            return _recipe(args)
         return _run(args)
     except KeyboardInterrupt as interrupt:
         if args.debug:

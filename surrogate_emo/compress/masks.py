@@ -98,12 +98,21 @@ def threshold_for_crate(weight: torch.Tensor, crate: float) -> float:
     """
     if not math.isfinite(crate):
         raise ConfigError(f"crate must be a finite number, got {crate!r}")
+    mu, sigma = magnitude_stats(weight)
+    return max(mu + crate * sigma, 0.0)
+
+
+def magnitude_stats(weight: torch.Tensor) -> tuple[float, float]:
+    """Mean and population standard deviation of ``|w|``, in float64: the ``mu`` and ``sigma`` of a crate.
+
+    Example:
+        >>> magnitude_stats(torch.tensor([1.0, -3.0]))
+        (2.0, 1.0)
+    """
     magnitude = _finite_magnitudes(weight).to(torch.float64).flatten()
     if magnitude.numel() == 0:
         raise ConfigError("a threshold needs at least one weight, got an empty tensor")
-    mu = magnitude.mean()
-    sigma = magnitude.std(correction=0)
-    return max(float(mu + crate * sigma), 0.0)
+    return float(magnitude.mean()), float(magnitude.std(correction=0))
 
 
 def threshold_for_keep(weight: torch.Tensor, keep: float | int) -> float:

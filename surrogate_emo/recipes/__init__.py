@@ -1,0 +1,10 @@
+"""The published methods as recipes: each a pipeline on this package's schemes, searches, study and reports.
+
+A recipe module holds ``Settings`` (the dataclass of its file's table) and ``run(file, progress)``.
+"""
+
+from surrogate_emo.recipes import olmp
+
+RECIPES = {"olmp": olmp}
+
+__all__ = ["RECIPES"]
