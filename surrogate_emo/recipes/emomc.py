@@ -26,7 +26,6 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-import torch
 from pymoo.algorithms.moo.nsga2 import NSGA2
 from pymoo.core.problem import ElementwiseProblem
 from pymoo.operators.crossover.sbx import SBX
