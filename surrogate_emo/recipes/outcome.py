@@ -54,12 +54,15 @@ class RecipeStudy:
                             dense_test_error=self.setup.dense_test_error)
         return {e.extra["key"]: e for e in self.study.evaluations(run_id).values()}
 
-    def record(self, run: str, key, model: nn.Module, steps: int, seconds: float, extra: dict) -> Evaluation:
-        """Score ``model`` (validation and test), price it, save its weights, and store it under ``key``."""
+    def record(self, run: str, key, model: nn.Module, steps: int, seconds: float, extra: dict,
+               genome: np.ndarray | None = None) -> Evaluation:
+        """Score ``model`` (validation and test), price it, save its weights, and store it under ``key``; its
+        genome is the kept fraction of each masked or quantised layer unless given."""
         run_id = self.study.run_id(run)
         trial = len(self.study.evaluations(run_id))
-        genome = np.array([float(m.mask.float().mean()) if getattr(m, "mask", None) is not None else 1.0
-                           for m in model.modules() if isinstance(m, (MaskedLayer, QuantLayer))])
+        if genome is None:
+            genome = np.array([float(m.mask.float().mean()) if getattr(m, "mask", None) is not None else 1.0
+                               for m in model.modules() if isinstance(m, (MaskedLayer, QuantLayer))])
         costs = measure(model, self.setup.data.input_shape, self.pricing)
         evaluation = Evaluation(genome, error_rate(model, self.setup.data.val), ratios_of(costs, self.dense),
                                 steps=steps, seconds=seconds, seed=self.config.seed, source=run,
@@ -70,6 +73,16 @@ class RecipeStudy:
                   metadata={"run": run, "key": str(key)})
         self.study.record(run_id, trial, evaluation)
         evaluation.trial = trial
+        return evaluation
+
+    def record_search(self, run: str, key, genome: np.ndarray, error: float, ratios: dict, steps: int,
+                      seconds: float, extra: dict | None = None) -> Evaluation:
+        """Store one evaluation of a method's own search (no test score, no weights) under ``key``."""
+        run_id = self.study.run_id(run)
+        evaluation = Evaluation(np.asarray(genome, dtype=np.float64), error, ratios, steps=steps, seconds=seconds,
+                                seed=self.config.seed, source=run, extra={"key": key, **(extra or {})})
+        evaluation.trial = len(self.study.evaluations(run_id))
+        self.study.record(run_id, evaluation.trial, evaluation)
         return evaluation
 
     def baselines(self, ratios: list[float], steps: int, baselines: list[str], schedules: list[str],
