@@ -108,3 +108,18 @@ def test_bad_settings_are_named(tmp_path, table, message):
     path.write_text(f'name = "x"\nrecipe = "de"\n[de]\n{table}\n')
     with pytest.raises(ConfigError, match=message):
         RecipeFile.from_file(path)
+
+
+def test_de_finds_the_known_smallest_model_when_the_bound_is_loose(trained):
+    """With no error bound the optimum is every sensitivity at s_max: the weights above s_max std are all kept."""
+    from pymoo.algorithms.soo.nonconvex.de import DE
+    from pymoo.optimize import minimize
+
+    net, data = trained
+    model = uniform_prune(net, ["1", "3"], 1.0)
+    images = Split(data.val.x[:100], data.val.y[:100])
+    problem = de.SensitivityProblem(model, images, floor=0.0, max_drop=1.0, s_max=2.0)
+    best = sum(int((w.abs() > 2.0 * w.std(correction=0)).sum()) for w in (net[1].weight.detach(), net[3].weight.detach()))
+    result = minimize(problem, DE(pop_size=10, variant="DE/rand/1/bin", F=0.5, CR=0.9), ("n_gen", 40), seed=0)
+    problem.restore()
+    assert result.F[0] == pytest.approx(best / (2048 + 320), abs=2 / 2368)
