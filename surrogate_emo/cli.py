@@ -34,6 +34,9 @@ The experiment file (TOML or YAML) has these keys:
   jobs        runs at a time (default 1; --jobs overrides it)
   quality     a table: one seed's fronts re-scored on test beside global magnitude
               pruning (methods, seed, final_finetune_epochs, min_compression, max_models)
+  recipes     one table per published method, [recipes.<name>]: recipe = "olmp" (or
+              "emomc", "de", "smoea") and its settings (see surrogate-emo recipe); run
+              for every seed on the model [base] describes, beside global pruning
   also: description (free text), output_dir (the folder that receives <name>/)
 
 Example:

@@ -44,7 +44,7 @@ from surrogate_emo.problems import SyntheticEvaluator, problem_folder, problem_l
 from surrogate_emo.quality import QualityConfig, compression_quality
 
 EXPERIMENT_KEYS = {"name", "description", "seeds", "problems", "baselines", "jobs", "output_dir", "base", "methods",
-                   "quality"}
+                   "quality", "recipes"}
 
 
 @dataclass
@@ -78,6 +78,7 @@ class Experiment:
     output_dir: str = "runs"  # the committed experiments are under results/: --output-dir results extends them
     description: str = ""
     quality: dict | None = None  # a QualityConfig table: re-score fronts on test beside global magnitude pruning
+    recipes: dict[str, dict] = field(default_factory=dict)  # published methods: name -> recipe = "..." and settings
 
     @classmethod
     def from_file(cls, path: str | Path) -> Experiment:
@@ -86,16 +87,22 @@ class Experiment:
         if unknown:
             raise ConfigError(f"{path}: unknown experiment keys {unknown}; expected some of {sorted(EXPERIMENT_KEYS)} "
                               "(run options go under [base] or [methods.<name>])")
-        missing = [key for key in ("name", "seeds", "methods") if key not in values]
+        missing = [key for key in ("name", "seeds") if key not in values]
+        if "methods" not in values and "recipes" not in values:
+            missing.append("methods")
         if missing:
             raise ConfigError(f"{path}: an experiment needs {missing}")
+        values.setdefault("methods", {})
         experiment = cls(**values)
         experiment.validate()
         return experiment
 
     def validate(self) -> None:
-        if not self.methods or not all(isinstance(m, dict) for m in self.methods.values()):
+        if not (self.methods or self.recipes) or not all(isinstance(m, dict) for m in self.methods.values()):
             raise ConfigError(f"methods must be tables of run options, one per method; got {self.methods!r}")
+        if self.recipes and self.problems:
+            raise ConfigError(f"recipes compress a model: they need a compression experiment, not {self.problems}")
+        self.recipe_files()  # every recipe's settings checked now
         placed = [m for m, options in {"[base]": self.base, **self.methods}.items() if "problem" in options]
         if placed:
             raise ConfigError(f"an experiment lists its problems in problems = [...], expected no 'problem' key in "
@@ -142,6 +149,25 @@ class Experiment:
         probe = config_from_dict(dict(self.base))
         return [re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{probe.model}_{probe.dataset}")]  # a folder name
 
+    def recipe_files(self) -> list:
+        """Each recipe (a ``[recipes.<name>]`` table: ``recipe = "olmp"`` and its settings, optionally ``seeds``)
+        for each seed, as a recipe file writing into the problem's folder (``<name>_seed<seed>/``)."""
+        from surrogate_emo.recipes import RECIPES
+        from surrogate_emo.recipes.base import RecipeFile
+
+        files = []
+        for name, table in self.recipes.items():
+            if not isinstance(table, dict) or table.get("recipe") not in RECIPES:
+                raise ConfigError(f"[recipes.{name}] needs recipe = one of {sorted(RECIPES)}, got {table!r}")
+            settings = {k: v for k, v in table.items() if k not in ("recipe", "seeds")}
+            for seed in table.get("seeds", self.seeds):
+                file = RecipeFile(name=f"{name}_seed{seed}", recipe=table["recipe"], base={**self.base, "seed": seed},
+                                  settings=settings, output_dir=str(self.out_dir / self.problem_names()[0]))
+                file.run_config()
+                file.recipe_settings()
+                files.append(file)
+        return files
+
     def runs(self) -> list[RunSpec]:
         specs = []
         for problem in self.problem_names():
@@ -184,6 +210,22 @@ def run_one(spec: RunSpec) -> dict:
     return {"run": spec.label, "status": "ran", "seconds": time.perf_counter() - started}
 
 
+def run_recipe(file) -> dict:
+    """Run or resume one recipe of an experiment; a failure is caught and reported with its reason, never lost."""
+    from surrogate_emo.recipes import RECIPES
+
+    started = time.perf_counter()
+    (file.out_dir / "error.txt").unlink(missing_ok=True)
+    try:
+        RECIPES[file.recipe].run(file, progress=False)
+    except Exception as error:  # noqa: BLE001 - one broken recipe must not stop the others; its reason is kept
+        file.out_dir.mkdir(parents=True, exist_ok=True)
+        (file.out_dir / "error.txt").write_text(traceback.format_exc())
+        return {"run": f"recipe {file.name}", "status": f"failed: {type(error).__name__}: {error}",
+                "seconds": time.perf_counter() - started}
+    return {"run": f"recipe {file.name}", "status": "ran", "seconds": time.perf_counter() - started}
+
+
 def run_experiment(experiment: Experiment, jobs: int | None = None, progress: bool = True) -> list[dict]:
     """Every run of the experiment, ``jobs`` at a time (joblib), finished ones skipped; then the report."""
     from surrogate_emo.experiment_report import write_experiment_report
@@ -202,6 +244,10 @@ def run_experiment(experiment: Experiment, jobs: int | None = None, progress: bo
             outcomes.append(outcome)
             bar.set_postfix_str(f"{outcome['run']}: {outcome['status'][:40]}", refresh=False)
             bar.update(1)
+    files = experiment.recipe_files()
+    if files:  # recipes rerun cheaply: each skips the models its study holds
+        outcomes += (list(map(run_recipe, files)) if jobs == 1 else
+                     list(Parallel(n_jobs=min(jobs, len(files)))(delayed(run_recipe)(f) for f in files)))
     if experiment.quality is not None:
         runs = experiment.quality_runs()
         unfinished = [m for m, config in runs.items() if not (config.run_dir / "summary.json").exists()]

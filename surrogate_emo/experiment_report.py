@@ -305,9 +305,68 @@ def _plots(experiment: Experiment, traces: dict[str, list[RunTrace]], fronts: di
     plt.close(fig)
 
 
+def recipe_rows(experiment: Experiment) -> list[dict]:
+    """Per recipe, seed, method and schedule in its table (the method's models and the baselines beside them):
+    models, best compression in params and bytes at +1 and +2 points of test error, steps and seconds."""
+    import csv
+
+    from surrogate_emo.quality import best_compression
+
+    rows = []
+    for file in experiment.recipe_files():
+        path = file.out_dir / "models.csv"
+        if not path.is_file():
+            rows.append({"recipe": file.name.rsplit("_seed", 1)[0], "seed": file.run_config().seed,
+                         "method": "(not run)", "schedule": "", "models": 0})
+            continue
+        with path.open() as handle:
+            models = [{k: (float(v) if k.endswith(("_ratio", "_error")) and v else v) for k, v in r.items()}
+                      for r in csv.DictReader(handle)]
+        for method, schedule in dict.fromkeys((m["method"], m["schedule"]) for m in models):
+            mine = [m for m in models if m["method"] == method and m["schedule"] == schedule]
+            row = {"recipe": file.name.rsplit("_seed", 1)[0], "seed": file.run_config().seed, "method": method,
+                   "schedule": schedule, "models": len(mine), "dense_test_error": mine[0]["dense_test_error"]}
+            for points in (1.0, 2.0):
+                for ratio in ("params", "bytes"):
+                    row[f"{ratio}_at_{points:g}pt"] = best_compression(mine, points, ratio)
+            row["finetune_steps"] = mine[0]["finetune_steps"]
+            row["seconds"] = round(sum(float(m["seconds"] or 0) for m in mine), 1)
+            rows.append(row)
+    return rows
+
+
+def _recipes_markdown(experiment: Experiment) -> str:
+    rows = recipe_rows(experiment)
+    if not rows:
+        return ""
+    write_csv(experiment.out_dir / "recipes.csv", rows)
+
+    def cell(value):
+        return "–" if value is None else f"{value:.1f}x"
+
+    lines = ["", "## Published methods (recipes)", "",
+             "Each recipe's own models and the baselines it runs beside them, scored on the test split. Compression "
+             "is dense / compressed, in parameters and in bytes as stored; seconds are the models' own.", "",
+             "| recipe | seed | method | schedule | models | dense test error | params at +1 pt | bytes at +1 pt | "
+             "params at +2 pt | bytes at +2 pt | steps per model | seconds |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["models"] == 0:
+            lines.append(f"| {r['recipe']} | {r['seed']} | not run | | 0 | | | | | | | |")
+            continue
+        lines.append(f"| {r['recipe']} | {r['seed']} | {r['method']} | {r['schedule']} | {r['models']} | "
+                     f"{100 * r['dense_test_error']:.2f}% | {cell(r['params_at_1pt'])} | {cell(r['bytes_at_1pt'])} | "
+                     f"{cell(r['params_at_2pt'])} | {cell(r['bytes_at_2pt'])} | {r['finetune_steps']} | "
+                     f"{r['seconds']} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_experiment_report(experiment: Experiment) -> list[dict]:
     """summary.csv/.md, runs.csv, trace.csv and the plots under the experiment's folder; returns the summary rows."""
     experiment.out_dir.mkdir(parents=True, exist_ok=True)
+    if not experiment.methods:  # recipes alone: their table is the report
+        (experiment.out_dir / "summary.md").write_text(f"# {experiment.name}\n\n{experiment.description.strip()}\n"
+                                                       + _recipes_markdown(experiment))
+        return []
     traces, fronts, limits, rows, run_rows, trace_rows = {}, {}, {}, [], [], []
     for problem in experiment.problem_names():
         evaluator = SyntheticEvaluator(problem) if experiment.problems else None
@@ -336,7 +395,7 @@ def write_experiment_report(experiment: Experiment) -> list[dict]:
     write_csv(experiment.out_dir / "summary.csv", rows)
     write_csv(experiment.out_dir / "runs.csv", run_rows)
     write_csv(experiment.out_dir / "trace.csv", trace_rows)
-    (experiment.out_dir / "summary.md").write_text(_markdown(experiment, rows))
+    (experiment.out_dir / "summary.md").write_text(_markdown(experiment, rows) + _recipes_markdown(experiment))
     (experiment.out_dir / "experiment.json").write_text(json.dumps(
         {"name": experiment.name, "seeds": experiment.seeds, "problems": experiment.problem_names(),
          "base": experiment.base, "methods": experiment.methods, "baselines": experiment.baselines}, indent=2))

@@ -254,3 +254,40 @@ def test_a_compression_report_gives_the_hypervolume_on_both_scales(tmp_path):
     assert float(row["hv_log_median"]) == pytest.approx(_hypervolume_2d(log, (1.0, 1.0)), rel=1e-9)
     assert float(row["hv_median"]) == pytest.approx(float(row["hv_log_median"]), rel=1e-12)  # the default scale
     assert "| HV, log scale (median) | HV, linear scale (median) |" in (out_dir / "summary.md").read_text()
+
+
+RECIPE_EXPERIMENT = """
+name = "recipes"
+output_dir = "{out}"
+seeds = [0]
+[base]
+dataset = "digits"
+model = "mlp"
+base_epochs = 3
+cache_dir = "{out}/cache"
+[recipes.olmp]
+recipe = "olmp"
+deltas = [0.05]
+iterations = 60
+prune_until = 30
+ncs_every = 20
+ncs_evaluations = 20
+ncs_pop = 4
+baselines = []
+"""
+
+
+def test_an_experiment_runs_its_recipes_and_reports_them(tmp_path):
+    path = tmp_path / "recipes.toml"
+    path.write_text(RECIPE_EXPERIMENT.format(out=tmp_path))
+    experiment = Experiment.from_file(path)
+    outcomes = run_experiment(experiment, jobs=1, progress=False)
+    assert {o["run"]: o["status"] for o in outcomes} == {"recipe olmp_seed0": "ran"}
+    summary = (experiment.out_dir / "summary.md").read_text()
+    assert "## Published methods (recipes)" in summary and "| olmp | 0 | OLMP | prune and adjust | 1 |" in summary
+    table = (experiment.out_dir / "mlp_digits" / "olmp_seed0" / "models.csv").read_text()
+    run_experiment(experiment, jobs=1, progress=False)
+    assert (experiment.out_dir / "mlp_digits" / "olmp_seed0" / "models.csv").read_text() == table
+    path.write_text(RECIPE_EXPERIMENT.format(out=tmp_path).replace('recipe = "olmp"', 'recipe = "nope"'))
+    with pytest.raises(ConfigError, match="needs recipe = one of"):
+        Experiment.from_file(path)
