@@ -42,7 +42,7 @@ from torch import nn
 
 from surrogate_emo.compress.masks import magnitude_stats, mask_model, masked_layers
 from surrogate_emo.data import DataSplits
-from surrogate_emo.errors import ConfigError
+from surrogate_emo.errors import ConfigError, FineTuneDiverged
 from surrogate_emo.recipes.base import RecipeFile, load_checkpoint, save_checkpoint
 from surrogate_emo.recipes.outcome import RecipeStudy, write_outcome
 from surrogate_emo.search.ncs import NCS
@@ -123,13 +123,21 @@ def _threshold(stats: tuple[float, float], crate: float) -> float:
     return max(mu + crate * sigma, 0.0)
 
 
-def _batch(data, step: int, batch_size: int, seed: int) -> torch.Tensor:
-    """The indices of training step ``step``: epochs are permutations seeded by (seed, epoch), so any step's batch
-    is known without replaying the ones before (a resumed run trains on the same batches)."""
-    per_epoch = math.ceil(len(data) / batch_size)
-    epoch, index = divmod(step, per_epoch)
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-    return order[index * batch_size:(index + 1) * batch_size]
+class _Batches:
+    """The indices of any training step: epochs are permutations seeded by (seed, epoch), so a step's batch is
+    known without replaying the ones before (a resumed run trains on the same batches)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.per_epoch = math.ceil(n / batch_size)
+        self.epoch, self.order = -1, None
+
+    def __call__(self, step: int) -> torch.Tensor:
+        epoch, index = divmod(step, self.per_epoch)
+        if epoch != self.epoch:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            self.epoch, self.order = epoch, torch.randperm(self.n, generator=generator)
+        return self.order[index * self.batch_size:(index + 1) * self.batch_size]
 
 
 def prune_and_adjust(base: nn.Module, data: DataSplits, settings: Settings, delta: float, lr: float, batch_size: int,
@@ -161,6 +169,7 @@ def prune_and_adjust(base: nn.Module, data: DataSplits, settings: Settings, delt
             optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         optimizer.load_state_dict(state["optimizer"])
     loss_fn = nn.CrossEntropyLoss()
+    batches = _Batches(len(data.train), batch_size, seed)
     started = time.perf_counter()
     while step < settings.iterations:
         block, offset = divmod(step, settings.ncs_every)
@@ -185,9 +194,11 @@ def prune_and_adjust(base: nn.Module, data: DataSplits, settings: Settings, delt
             for name, crate in zip(np.array(names)[picked], crates[picked]):
                 layers[name].update_mask(_threshold(stats[name], float(crate)))
         model.train()
-        batch = _batch(data.train, step, batch_size, seed)
+        batch = batches(step)
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(model(data.train.x[batch]), data.train.y[batch])
+        if not torch.isfinite(loss):
+            raise FineTuneDiverged(f"OLMP's loss became {loss.item()} at step {step}; lower the learning rate")
         loss.backward()
         optimizer.step()
         step += 1
