@@ -125,7 +125,7 @@ def pruned_baseline(base: nn.Module, layer_names: list[str], params_ratio: float
     return model
 
 
-def _spread(front: list, compressions: np.ndarray, limit: int) -> list:
+def spread_in_log(front: list, compressions: np.ndarray, limit: int) -> list:
     """At most ``limit`` items, evenly spaced in log compression (ends included)."""
     if len(front) <= limit:
         return front
@@ -229,7 +229,8 @@ def _front_rows(log: Path, method: str, config: RunConfig, quality: QualityConfi
              if 1 / setup.scheme.ratios(e.genome)[cheap] >= quality.min_compression
              and (quality.max_val_points is None
                   or e.error <= setup.dense_val_error + quality.max_val_points / 100 + 1e-12)]
-    front = _spread(front, np.array([1 / setup.scheme.ratios(e.genome)[cheap] for e in front]), quality.max_models)
+    front = spread_in_log(front, np.array([1 / setup.scheme.ratios(e.genome)[cheap] for e in front]),
+                          quality.max_models)
     for schedule in quality.schedules:
         final = RunConfig(**{**config.to_dict(), "final_schedule": schedule})
         for evaluation in front:

@@ -38,6 +38,7 @@ from surrogate_emo.compress.masks import MaskedLayer, keep_count, top_magnitude_
 from surrogate_emo.data import Split
 from surrogate_emo.errors import ConfigError
 from surrogate_emo.front import pareto_indices
+from surrogate_emo.quality import spread_in_log
 from surrogate_emo.recipes.base import RecipeFile, load_checkpoint, save_checkpoint
 from surrogate_emo.recipes.outcome import RecipeStudy, write_outcome
 from surrogate_emo.schemes.unstructured import source_weight, weight_layer
@@ -182,14 +183,6 @@ def stage_two(problem: StageTwo, settings: Settings, seed: int) -> list[tuple]:
     return [d for d, _, _ in sorted(front, key=lambda item: item[2][settings.objective])]
 
 
-def _spread(items: list, values: np.ndarray, limit: int) -> list:
-    if len(items) <= limit:
-        return items
-    chosen = sorted({int(np.argmin(np.abs(np.log(values) - t)))
-                     for t in np.linspace(np.log(values.min()), np.log(values.max()), limit)})
-    return [items[i] for i in chosen]
-
-
 def run(file: RecipeFile, progress: bool = True) -> dict:
     """Stage I (the library, resumable per epoch), stage II (NSGA-II without training), the front on test, and
     global magnitude pruning (+ 8-bit) beside it with the library's training steps."""
@@ -240,7 +233,7 @@ def run(file: RecipeFile, progress: bool = True) -> dict:
     search_seconds = time.perf_counter() - started
     values = np.array([problem.score(d)[1][settings.objective] for d in front]) if front else np.array([])
     rows = []
-    for decoded in _spread(front, values, settings.max_models):
+    for decoded in spread_in_log(front, values, settings.max_models):
         key = "-".join(f"{v:g}" for v in decoded)
         if key not in done:
             done[key] = study.record(search_run, key, problem.build(decoded), steps, 0.0,
