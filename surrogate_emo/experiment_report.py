@@ -348,7 +348,7 @@ def _recipes_markdown(experiment: Experiment) -> str:
              "Each recipe's own models and the baselines it runs beside them, scored on the test split. Compression "
              "is dense / compressed, in parameters and in bytes as stored; seconds are the models' own.", "",
              "| recipe | seed | method | schedule | models | dense test error | params at +1 pt | bytes at +1 pt | "
-             "params at +2 pt | bytes at +2 pt | steps per model | seconds |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "params at +2 pt | bytes at +2 pt | steps per model | seconds |", "|---" * 12 + "|"]
     for r in rows:
         if r["models"] == 0:
             lines.append(f"| {r['recipe']} | {r['seed']} | not run | | 0 | | | | | | | |")
