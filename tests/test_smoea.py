@@ -72,3 +72,19 @@ def test_bad_settings_are_named(tmp_path, table, message):
     path.write_text(f'name = "x"\nrecipe = "smoea"\n[smoea]\n{table}\n')
     with pytest.raises(ConfigError, match=message):
         RecipeFile.from_file(path)
+
+
+def test_the_surrogate_assisted_version_spends_a_third_of_the_evaluations(tmp_path):
+    import sqlite3
+
+    file = _file(tmp_path, "sa")
+    file.settings.update(search="surrogate", pop_size=6, generations=2)  # NSGA-II: 12 per group; a third is 4
+    best = smoea.run(file, progress=False)
+    assert "SMOEA, surrogate-assisted (gp) (group by group)" in best
+    with sqlite3.connect(file.out_dir / "study.sqlite") as db:
+        counts = dict(db.execute("SELECT r.name, COUNT(*) FROM evaluations e JOIN runs r USING (run_id) "
+                                 "WHERE r.name LIKE 'smoea-group%' GROUP BY r.name").fetchall())
+    assert counts == {"smoea-group0_seed0": 4, "smoea-group1_seed0": 4}
+    table = _table(file.out_dir)
+    smoea.run(file, progress=False)  # every evaluation replayed from the study: the same models
+    assert _table(file.out_dir) == table

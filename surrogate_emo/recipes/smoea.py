@@ -34,6 +34,7 @@ from surrogate_emo.front import pareto_indices
 from surrogate_emo.recipes.base import RecipeFile, load_checkpoint, save_checkpoint
 from surrogate_emo.recipes.outcome import RecipeStudy, write_outcome
 from surrogate_emo.schemes.filters import FiltersScheme
+from surrogate_emo.search.surrogate import SurrogateSearch
 from surrogate_emo.train import error_rate, fit
 
 CHOICES = ("knee", "bound")
@@ -51,6 +52,9 @@ class Settings:
     choose: str = "knee"  # or "bound": the smallest within max_drop of the current model's error
     max_drop: float = 0.01
     group_steps: int = 500  # fine-tuning after each group's channels are removed
+    search: str = "nsga2"  # or "surrogate": the GP (or forest) + EHVI loop over each group, surrogate-assisted
+    surrogate: str = "gp"  # with search = "surrogate": "gp" or "rf"
+    evaluations: int | None = None  # with search = "surrogate": per group (None: a third of pop_size x generations)
     uniform_baseline: bool = True  # L1-norm filter pruning, the same share of every layer, at SMOEA's params
     baselines: list[str] = field(default_factory=lambda: ["global-pruning"])
     schedules: list[str] = field(default_factory=lambda: ["one-shot"])
@@ -59,6 +63,10 @@ class Settings:
         if self.group_size < 1 or self.pop_size < 2 or self.generations < 1:
             raise ConfigError(f"smoea needs group_size >= 1, pop_size >= 2 and generations >= 1; got "
                               f"{self.group_size}, {self.pop_size}, {self.generations}")
+        if self.search not in ("nsga2", "surrogate"):
+            raise ConfigError(f"smoea search must be 'nsga2' or 'surrogate', got {self.search!r}")
+        if self.evaluations is not None and self.evaluations < 3:
+            raise ConfigError(f"smoea evaluations must be >= 3 or left out, got {self.evaluations}")
         if self.choose not in CHOICES:
             raise ConfigError(f"smoea choose must be one of {list(CHOICES)}, got {self.choose!r}")
         if self.eval_steps < 0 or self.group_steps < 0 or not 0 <= self.max_drop < 1:
@@ -112,6 +120,27 @@ class GroupProblem(ElementwiseProblem):
         out["F"] = list(self.known[key])
 
 
+def search_group(problem: GroupProblem, settings: Settings, seed: int) -> None:
+    """The surrogate-assisted version of one group's search: the package's surrogate loop (`SurrogateSearch`, a
+    Latin hypercube then one EHVI pick per iteration) over the group's genes, the error modelled and the params
+    ratio exact, for ``evaluations`` true evaluations (default: a third of NSGA-II's)."""
+    budget = settings.evaluations or max(3, settings.pop_size * settings.generations // 3)
+    group = problem.group
+
+    def params(X: np.ndarray) -> np.ndarray:
+        return np.array([[problem.scheme.ratios(problem.genome(x))["params"]] for x in X])
+
+    search = SurrogateSearch(len(group), 2, seed=seed, surrogate=settings.surrogate, q=1,
+                             n_init=max(2, min(budget - 1, budget // 3)), pool_size=40, pool_generations=10,
+                             cheap=params, ref_point=[1.0, 1.0])
+    done = 0
+    while done < budget:
+        X = search.ask(budget - done)
+        F = np.array([problem.evaluate(x[None, :], return_as_dictionary=True)["F"][0] for x in X])
+        search.tell(X, F)
+        done += len(X)
+
+
 def choose(F: np.ndarray, how: str, floor: float, max_drop: float) -> int:
     """The index of the kept solution among a front ``F`` (error, params ratio)."""
     if how == "bound":
@@ -159,8 +188,11 @@ def run(file: RecipeFile, progress: bool = True) -> dict:
         problem = GroupProblem(scheme, current, chosen, groups[index], setup.data.train, images, settings, lr, batch,
                                seed + index, known, keep)
         floor = error_rate(current, images)
-        minimize(problem, NSGA2(pop_size=settings.pop_size, sampling=LHS(), eliminate_duplicates=True),
-                 ("n_gen", settings.generations), seed=seed + index, verbose=False)
+        if settings.search == "surrogate":
+            search_group(problem, settings, seed + index)
+        else:
+            minimize(problem, NSGA2(pop_size=settings.pop_size, sampling=LHS(), eliminate_duplicates=True),
+                     ("n_gen", settings.generations), seed=seed + index, verbose=False)
         keys = list(problem.known)
         F = np.array([problem.known[k] for k in keys])
         front = pareto_indices(F)
@@ -177,12 +209,16 @@ def run(file: RecipeFile, progress: bool = True) -> dict:
     if "final" not in done:
         done["final"] = study.record(final_run, "final", current.eval(), steps, 0.0,
                                      {"channels": scheme.decode(chosen)}, genome=chosen)
-    rows = [study.row(done["final"], "SMOEA", "group by group")]
+    label = "SMOEA" if settings.search == "nsga2" else f"SMOEA, surrogate-assisted ({settings.surrogate})"
+    rows = [study.row(done["final"], label, "group by group")]
     if settings.uniform_baseline:
         rows.append(_uniform(study, scheme, setup, rows[0]["params_ratio"], steps, lr, batch, seed))
     rows += study.baselines([rows[0]["params_ratio"]], steps, settings.baselines, settings.schedules, progress)
+    searched = (f"NSGA-II {settings.pop_size} x {settings.generations}" if settings.search == "nsga2" else
+                f"the {settings.surrogate.upper()} surrogate loop, "
+                f"{settings.evaluations or max(3, settings.pop_size * settings.generations // 3)} evaluations")
     return write_outcome(file.out_dir, rows, f"SMOEA ({len(groups)} groups of up to {settings.group_size} layers, "
-                         f"NSGA-II {settings.pop_size} x {settings.generations} per group) beside L1-norm filter "
+                         f"{searched} per group) beside L1-norm filter "
                          "pruning of the same share in every layer and global magnitude pruning, same steps.")
 
 
