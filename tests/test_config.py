@@ -79,8 +79,13 @@ def test_shipped_experiment_configs_are_valid():
     assert configs, "experiments/ should hold at least one config"
     for path in configs:
         values = load_config_file(path)
-        if "methods" in values:  # an experiment file: every run's configuration is checked
-            assert Experiment.from_file(path).runs()
+        if "methods" in values or "recipes" in values:  # an experiment file: every run's configuration is checked
+            assert Experiment.from_file(path).runs() or Experiment.from_file(path).recipe_files()
+        elif "recipe" in values:  # a recipe file: its base options and its method's settings
+            from surrogate_emo.recipes.base import RecipeFile
+
+            file = RecipeFile.from_file(path)
+            assert file.run_config() and file.recipe_settings()
         else:
             config_from_dict(values)
 
