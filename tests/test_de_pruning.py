@@ -5,26 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 import surrogate_emo.recipes.de_pruning as de
 from surrogate_emo.compress.masks import masked_layers
-from surrogate_emo.data import Split, load_dataset
+from surrogate_emo.data import Split
 from surrogate_emo.errors import ConfigError
 from surrogate_emo.recipes.base import RecipeFile
 from surrogate_emo.recipes.emomc import uniform_prune
-from surrogate_emo.train import error_rate, fit
+from surrogate_emo.train import error_rate
 
 TINY = dict(rounds=2, round_steps=60, recover_every=25, generations=4, pop_size=6, eval_images=200)
-
-
-@pytest.fixture(scope="module")
-def trained():
-    data = load_dataset("digits")
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-    fit(net, data.train, 150, seed=0)
-    return net, data
 
 
 def test_sensitivity_prunes_one_layer_at_a_time(trained):

@@ -14,20 +14,9 @@ from surrogate_emo.compress import measure
 from surrogate_emo.compress.masks import MaskedLayer
 from surrogate_emo.compress.pricing import Pricing
 from surrogate_emo.compress.quant import QuantLayer
-from surrogate_emo.data import load_dataset
 from surrogate_emo.errors import ConfigError
 from surrogate_emo.recipes.base import RecipeFile
 from surrogate_emo.recipes.emomc import Settings, StageTwo, library_model, quantised, stage_two
-from surrogate_emo.train import fit
-
-
-@pytest.fixture(scope="module")
-def trained():
-    data = load_dataset("digits")
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-    fit(net, data.train, 150, seed=0)
-    return net, data
 
 
 def _kept(model):

@@ -13,26 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from surrogate_emo.cli import main
 from surrogate_emo.compress.masks import magnitude_stats, mask_model, masked_layers
-from surrogate_emo.data import load_dataset
 from surrogate_emo.errors import ConfigError
 from surrogate_emo.recipes.base import RecipeFile
 from surrogate_emo.recipes.olmp import CrateProblem, Settings, prune_and_adjust
-from surrogate_emo.train import fit
 
 TINY = dict(iterations=120, prune_until=60, ncs_every=40, ncs_evaluations=60, ncs_pop=5)
-
-
-@pytest.fixture(scope="module")
-def trained():
-    data = load_dataset("digits")
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-    fit(net, data.train, 150, seed=0)
-    return net, data
 
 
 def test_crate_problem_scores_the_kept_fraction_under_the_bound(trained):
