@@ -38,7 +38,7 @@ from surrogate_emo.errors import ConfigError  # noqa: E402
 from surrogate_emo.report import write_csv  # noqa: E402
 from surrogate_emo.schedule import cubic_share, segments  # noqa: E402
 from surrogate_emo.schemes.unstructured import pricing_of, source_weight, weight_layer  # noqa: E402
-from surrogate_emo.surgery import replace_layer  # noqa: E402
+from surrogate_emo.surgery import compressible_layers, replace_layer  # noqa: E402
 from surrogate_emo.train import error_rate, fit, steps_for  # noqa: E402
 
 SCHEDULES = ("one-shot", "gradual")
@@ -259,7 +259,7 @@ def _baseline_row(log: Path, config: RunConfig, total_steps: int, baseline: str,
     if key in done:
         return done[key]
     setup = _setup(config)
-    layer_names = [name for name, module in setup.base.named_modules() if isinstance(module, (nn.Linear, nn.Conv2d))]
+    layer_names = list(compressible_layers(setup.base))
     pricing = pricing_of(config)
     try:
         model = pruned_baseline(setup.base, layer_names, ratio, bits, schedule, setup.data.train, total_steps,

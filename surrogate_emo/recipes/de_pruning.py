@@ -31,13 +31,13 @@ from pymoo.core.problem import ElementwiseProblem  # noqa: E402
 from pymoo.optimize import minimize  # noqa: E402
 from torch import nn  # noqa: E402
 
-from surrogate_emo.compress.masks import masked_layers  # noqa: E402
+from surrogate_emo.compress.masks import mask_model, masked_layers  # noqa: E402
 from surrogate_emo.data import Split  # noqa: E402
 from surrogate_emo.errors import ConfigError  # noqa: E402
 from surrogate_emo.recipes.base import RecipeFile, load_checkpoint, save_checkpoint  # noqa: E402
-from surrogate_emo.recipes.emomc import prunable, uniform_prune  # noqa: E402
 from surrogate_emo.recipes.outcome import RecipeStudy, write_outcome  # noqa: E402
 from surrogate_emo.report import write_csv  # noqa: E402
+from surrogate_emo.surgery import compressible_layers  # noqa: E402
 from surrogate_emo.train import error_rate, fit  # noqa: E402
 
 
@@ -82,7 +82,7 @@ def sensitivity(base: nn.Module, names: list[str], fractions: list[float], image
     rows = []
     for name in names:
         for fraction in fractions:
-            pruned = uniform_prune(base, [name], 1.0 - fraction)
+            pruned = mask_model(base, {name: 1.0 - fraction})
             rows.append({"layer": name, "pruned_fraction": fraction,
                          "error_increase": error_rate(pruned, images) - dense})
     return rows
@@ -151,13 +151,13 @@ def de_pruning(base: nn.Module, data, settings: Settings, max_drop: float, lr: f
                checkpoint=None, progress=None) -> tuple[nn.Module, dict]:
     """The rounds of DE pruning and fine-tuning with random recovery from the dense ``base`` (left untouched) for one
     ``max_drop``; checkpointed after every round, so an interrupted call resumes to the same model."""
-    names = prunable(base)
+    names = list(compressible_layers(base))
     if not names:
         raise ConfigError(f"DE pruning prunes Linear and Conv2d layers; {type(base).__name__} has none")
     images = data.val if settings.eval_images is None else Split(data.val.x[:settings.eval_images],
                                                                  data.val.y[:settings.eval_images])
     floor = error_rate(base, images)
-    model = uniform_prune(base, names, 1.0)
+    model = mask_model(base, {name: 1.0 for name in names})
     first, history = 0, []
     state = load_checkpoint(checkpoint) if checkpoint is not None else None
     if state is not None:
@@ -198,7 +198,7 @@ def run(file: RecipeFile, progress: bool = True) -> dict:
     config.progress, config.warm_start = progress, False
     setup = prepare(config)
     study = RecipeStudy(file.out_dir, config, setup)
-    names = prunable(setup.base)
+    names = list(compressible_layers(setup.base))
     images = setup.data.val if settings.eval_images is None else Split(setup.data.val.x[:settings.eval_images],
                                                                        setup.data.val.y[:settings.eval_images])
     if not (file.out_dir / "sensitivity.csv").is_file():

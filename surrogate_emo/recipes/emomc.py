@@ -42,7 +42,7 @@ from surrogate_emo.quality import spread_in_log
 from surrogate_emo.recipes.base import RecipeFile, load_checkpoint, save_checkpoint
 from surrogate_emo.recipes.outcome import RecipeStudy, write_outcome
 from surrogate_emo.schemes.unstructured import source_weight, weight_layer
-from surrogate_emo.surgery import replace_layer
+from surrogate_emo.surgery import compressible_layers, replace_layer
 from surrogate_emo.train import error_rate, fit, steps_for
 
 OBJECTIVES = ("energy", "bytes")
@@ -79,10 +79,6 @@ class Settings:
             raise ConfigError("emomc needs library_epochs, offsprings and generations >= 1 and pop_size >= 2")
 
 
-def prunable(model: nn.Module) -> list[str]:
-    return [name for name, module in model.named_modules() if isinstance(module, (nn.Linear, nn.Conv2d))]
-
-
 def uniform_prune(model: nn.Module, names: list[str], keep: float) -> nn.Module:
     """A copy of ``model`` whose layers ``names`` each keep their ``keep`` fraction of largest (effective) weights,
     masks fixed."""
@@ -99,7 +95,7 @@ def library_model(base: nn.Module, train: Split, keep: float, epochs: int, lr: f
                   checkpoint=None, progress=None) -> nn.Module:
     """Stage I for one kept fraction: the dense ``base`` (left untouched) pruned to ``keep`` on the schedule
     ``keep^((s+1)/S)``, an epoch of training after each step; resumes from ``checkpoint`` (saved every epoch)."""
-    names = prunable(base)
+    names = list(compressible_layers(base))
     model = uniform_prune(base, names, 1.0)
     first = 0
     state = load_checkpoint(checkpoint) if checkpoint is not None else None
@@ -192,7 +188,7 @@ def run(file: RecipeFile, progress: bool = True) -> dict:
     config.progress, config.warm_start = progress, False
     setup = prepare(config)
     study = RecipeStudy(file.out_dir, config, setup)
-    names = prunable(setup.base)
+    names = list(compressible_layers(setup.base))
     seed = config.seed
     lr, batch = config.finetune_learning_rate, config.batch_size
     epochs = settings.library_epochs

@@ -46,6 +46,7 @@ from surrogate_emo.errors import ConfigError, FineTuneDiverged
 from surrogate_emo.recipes.base import RecipeFile, load_checkpoint, save_checkpoint
 from surrogate_emo.recipes.outcome import RecipeStudy, write_outcome
 from surrogate_emo.search.ncs import NCS
+from surrogate_emo.surgery import compressible_layers
 
 
 @dataclass
@@ -150,7 +151,7 @@ def prune_and_adjust(base: nn.Module, data: DataSplits, settings: Settings, delt
     is taken up again, so an interrupted call resumes and ends with the same model. ``progress`` is called with
     the steps done after every step (it may raise to stop the run: what was saved stays).
     """
-    names = [name for name, module in base.named_modules() if isinstance(module, (nn.Linear, nn.Conv2d))]
+    names = list(compressible_layers(base))
     if not names:
         raise ConfigError(f"OLMP prunes Linear and Conv2d layers; {type(base).__name__} has none")
     model = mask_model(base, {name: 1.0 for name in names}, recovery=True)

@@ -25,6 +25,7 @@ from surrogate_emo.evaluate import Evaluation
 from surrogate_emo.quality import BASELINES, best_compression, pruned_baseline, ratios_of, write_quality
 from surrogate_emo.schemes.unstructured import pricing_of
 from surrogate_emo.store import Study
+from surrogate_emo.surgery import compressible_layers
 from surrogate_emo.train import error_rate
 
 BASE_KEYS = ("dataset", "data_dir", "data_seed", "model", "base_epochs", "lr", "finetune_lr", "batch_size", "seed",
@@ -90,7 +91,7 @@ class RecipeStudy:
         """Global magnitude pruning (and + 8 bits) of the dense model at ``ratios`` (params), trained ``steps``
         with each schedule, as `surrogate_emo.quality` does; returns their rows."""
         setup, config = self.setup, self.config
-        names = [name for name, module in setup.base.named_modules() if isinstance(module, (nn.Linear, nn.Conv2d))]
+        names = list(compressible_layers(setup.base))
         rows = []
         for baseline in baselines:
             bits = BASELINES[baseline]
