@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from surrogate_emo.config import RunConfig, config_from_dict, load_config_file
 from surrogate_emo.errors import ConfigError, OutputError
 from surrogate_emo.problems import SyntheticEvaluator, problem_folder, problem_label
-from surrogate_emo.quality import QualityConfig, compression_quality
+from surrogate_emo.quality import QualityConfig, quality_over_seeds
 
 EXPERIMENT_KEYS = {"name", "description", "seeds", "problems", "baselines", "jobs", "output_dir", "base", "methods",
                    "quality", "recipes"}
@@ -121,9 +121,10 @@ class Experiment:
             strangers = [m for m in quality.methods if m not in self.methods]
             if strangers or not quality.methods:
                 raise ConfigError(f"quality methods must be some of {list(self.methods)}, got {quality.methods}")
-            missing = [m for m in quality.methods if m not in self.quality_runs()]
-            if missing:
-                raise ConfigError(f"quality seed {quality.seed} is not among the seeds of {missing}")
+            for seed, runs in zip(quality.seed_list, self.quality_runs()):
+                missing = [m for m in quality.methods if m not in runs]
+                if missing:
+                    raise ConfigError(f"quality seed {seed} is not among the seeds of {missing}")
         self.runs()  # every run's configuration is checked now, not hours later
 
     def quality_config(self) -> QualityConfig:
@@ -132,11 +133,14 @@ class Experiment:
         except TypeError as error:
             raise ConfigError(f"[quality]: {error}; its keys are {list(QualityConfig.__dataclass_fields__)}") from None
 
-    def quality_runs(self) -> dict[str, RunConfig]:
-        """Per quality method, the configuration of its run with the quality seed."""
-        seed = self.quality_config().seed
-        specs = {s.method: s for s in self.runs() if s.seed == seed}
-        return {m: specs[m].config for m in self.quality_config().methods if m in specs}
+    def quality_runs(self) -> list[dict[str, RunConfig]]:
+        """Per quality seed, each quality method's run configuration with that seed."""
+        quality, specs = self.quality_config(), self.runs()
+        runs = []
+        for seed in quality.seed_list:
+            mine = {s.method: s for s in specs if s.seed == seed}
+            runs.append({m: mine[m].config for m in quality.methods if m in mine})
+        return runs
 
     @property
     def out_dir(self) -> Path:
@@ -250,13 +254,14 @@ def run_experiment(experiment: Experiment, jobs: int | None = None, progress: bo
                      list(Parallel(n_jobs=min(jobs, len(files)))(delayed(run_recipe)(f) for f in files)))
     if experiment.quality is not None:
         runs = experiment.quality_runs()
-        unfinished = [m for m, config in runs.items() if not (config.run_dir / "summary.json").exists()]
+        unfinished = sorted({m for seed_runs in runs for m, config in seed_runs.items()
+                             if not (config.run_dir / "summary.json").exists()})
         if unfinished:
             outcomes.append({"run": "quality", "status": f"not run: the runs of {unfinished} did not finish",
                              "seconds": 0.0})
         else:
             started = time.perf_counter()
-            compression_quality(experiment.out_dir, runs, experiment.quality_config(), jobs=jobs)
+            quality_over_seeds(experiment.out_dir, runs, experiment.quality_config(), jobs=jobs)
             outcomes.append({"run": "quality", "status": "ran", "seconds": time.perf_counter() - started})
     log = experiment.out_dir / "run_log.jsonl"
     with log.open("a") as handle:  # the history of sessions: which runs ran, failed or were skipped, and when

@@ -25,6 +25,7 @@ from surrogate_emo.experiment import Experiment, RunSpec, is_finished  # noqa: E
 from surrogate_emo.front import hypervolume, hypervolume_trace, pareto_indices  # noqa: E402
 from surrogate_emo.problems import SyntheticEvaluator  # noqa: E402
 from surrogate_emo.report import write_csv  # noqa: E402
+from surrogate_emo.side_by_side import write_side_by_side  # noqa: E402
 from surrogate_emo.store import Study  # noqa: E402
 
 REACH = (0.95, 0.99)  # "true evaluations needed to reach X% of the best hypervolume any run of the problem found"
@@ -365,7 +366,8 @@ def write_experiment_report(experiment: Experiment) -> list[dict]:
     experiment.out_dir.mkdir(parents=True, exist_ok=True)
     if not experiment.methods:  # recipes alone: their table is the report
         (experiment.out_dir / "summary.md").write_text(f"# {experiment.name}\n\n{experiment.description.strip()}\n"
-                                                       + _recipes_markdown(experiment))
+                                                       + _recipes_markdown(experiment)
+                                                       + write_side_by_side(experiment))
         return []
     traces, fronts, limits, rows, run_rows, trace_rows = {}, {}, {}, [], [], []
     for problem in experiment.problem_names():
@@ -395,7 +397,8 @@ def write_experiment_report(experiment: Experiment) -> list[dict]:
     write_csv(experiment.out_dir / "summary.csv", rows)
     write_csv(experiment.out_dir / "runs.csv", run_rows)
     write_csv(experiment.out_dir / "trace.csv", trace_rows)
-    (experiment.out_dir / "summary.md").write_text(_markdown(experiment, rows) + _recipes_markdown(experiment))
+    (experiment.out_dir / "summary.md").write_text(_markdown(experiment, rows) + _recipes_markdown(experiment)
+                                                   + write_side_by_side(experiment))
     (experiment.out_dir / "experiment.json").write_text(json.dumps(
         {"name": experiment.name, "seeds": experiment.seeds, "problems": experiment.problem_names(),
          "base": experiment.base, "methods": experiment.methods, "baselines": experiment.baselines}, indent=2))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,11 +53,13 @@ class QualityConfig:
 
     methods: list[str] = field(default_factory=list)  # whose fronts are re-scored
     seed: int = 0  # the run of this seed, for every method: one dense base model, one pruning curve
+    seeds: list[int] | None = None  # several seeds instead: each seed's runs re-scored beside its own base model
     final_finetune_epochs: float = 10.0  # extra fine-tuning of every front model before the test score
     min_compression: float = 2.0  # front models less compressed (in the runs' first objective) are left out
     max_models: int = 24  # per front, spread evenly in log compression, to bound the study's time
     schedules: list[str] = field(default_factory=lambda: ["one-shot"])  # how each model reaches its target
     baselines: list[str] = field(default_factory=lambda: ["global-pruning"])  # beside the fronts
+    baseline_schedules: list[str] | None = None  # the baselines' schedules when not the fronts' (None: schedules)
     baseline_points: int = 0  # > 0: baselines at this many params ratios spread evenly (log) over the fronts' range
     max_val_points: float | None = None  # only front models within this many points of the dense validation error
 
@@ -68,10 +71,22 @@ class QualityConfig:
         if self.final_finetune_epochs < 0 or self.min_compression < 1 or self.max_models < 1:
             raise ConfigError("quality needs final_finetune_epochs >= 0, min_compression >= 1 and max_models >= 1; "
                               f"got {self.final_finetune_epochs}, {self.min_compression}, {self.max_models}")
-        for key, known, given in (("schedules", SCHEDULES, self.schedules), ("baselines", BASELINES, self.baselines)):
+        for key, known, given in (("schedules", SCHEDULES, self.schedules), ("baselines", BASELINES, self.baselines),
+                                  ("baseline_schedules", SCHEDULES, self.schedules_of_baselines)):
             unknown = [name for name in given if name not in known]
-            if unknown or (key == "schedules" and not given):
+            if unknown or (key != "baselines" and not given):
                 raise ConfigError(f"quality {key} must be a list from {list(known)}, got {given}")
+        if self.seeds is not None and (not self.seeds or not all(isinstance(s, int) for s in self.seeds)):
+            raise ConfigError(f"quality seeds must be a non-empty list of integers or left out, got {self.seeds}")
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The seeds whose runs are re-scored."""
+        return list(self.seeds) if self.seeds is not None else [self.seed]
+
+    @property
+    def schedules_of_baselines(self) -> list[str]:
+        return list(self.baseline_schedules) if self.baseline_schedules is not None else list(self.schedules)
 
 
 def global_magnitude_prune(model: nn.Module, layer_names: list[str], params_ratio: float,
@@ -159,9 +174,21 @@ def compression_quality(out_dir: Path, runs: dict[str, RunConfig], quality: Qual
 
     With ``jobs > 1`` the methods' fronts, then the baselines' models, are made ``jobs`` at a time in worker
     processes (joblib). Every model is seeded on its own, so the rows do not depend on ``jobs``."""
+    return quality_over_seeds(out_dir, [runs], quality, jobs)
+
+
+def quality_over_seeds(out_dir: Path, runs_per_seed: list[dict[str, RunConfig]], quality: QualityConfig,
+                       jobs: int = 1) -> list[dict]:
+    """`compression_quality` for the runs of several seeds (one dict of method -> config per seed), each beside
+    its own base model's baselines; one table of every row."""
     folder = out_dir / "quality"
     folder.mkdir(parents=True, exist_ok=True)
-    log = folder / "models.jsonl"
+    rows = [row for runs in runs_per_seed for row in _seed_rows(folder / "models.jsonl", runs, quality, jobs)]
+    _write(folder, rows, quality)
+    return rows
+
+
+def _seed_rows(log: Path, runs: dict[str, RunConfig], quality: QualityConfig, jobs: int) -> list[dict]:
     configs = list(runs.values())
     if len({c.seed for c in configs}) != 1:
         raise ConfigError(f"the runs compared must share one seed (one base model); got {[c.seed for c in configs]}")
@@ -174,12 +201,10 @@ def compression_quality(out_dir: Path, runs: dict[str, RunConfig], quality: Qual
         ratios = {round(float(np.exp(x)), 6) for x in np.linspace(logs[0], logs[-1], quality.baseline_points)}
     config = configs[0]
     total_steps = _setup(config).evaluator.steps + _final_steps(config, quality)
-    tasks = [(baseline, schedule, ratio) for baseline in quality.baselines for schedule in quality.schedules
-             for ratio in sorted(ratios)]
-    rows += [row for row in _map(jobs, [delayed(_baseline_row)(log, config, total_steps, *task) for task in tasks])
-             if row is not None]
-    _write(folder, rows, quality)
-    return rows
+    tasks = [(baseline, schedule, ratio) for baseline in quality.baselines
+             for schedule in quality.schedules_of_baselines for ratio in sorted(ratios)]
+    return rows + [row for row in _map(jobs, [delayed(_baseline_row)(log, config, total_steps, *task)
+                                              for task in tasks]) if row is not None]
 
 
 def _map(jobs: int, calls: list) -> list:
@@ -237,6 +262,7 @@ def _front_rows(log: Path, method: str, config: RunConfig, quality: QualityConfi
             key = ("search", method, config.seed, evaluation.trial, quality.final_finetune_epochs,
                    *_schedule_key(schedule))
             if key not in done:
+                started = time.perf_counter()
                 model, _ = final_model(setup, evaluation, final, epochs=quality.final_finetune_epochs,
                                        history=evaluations, memo=memo)
                 done[key] = _append(log, key, {
@@ -244,7 +270,8 @@ def _front_rows(log: Path, method: str, config: RunConfig, quality: QualityConfi
                     "seed": config.seed, "trial": evaluation.trial,
                     **ratios_of(setup.scheme.costs(evaluation.genome), setup.scheme.dense),
                     "val_error_search": evaluation.error, "test_error": error_rate(model, setup.data.test),
-                    "dense_test_error": setup.dense_test_error, "finetune_steps": total_steps})
+                    "dense_test_error": setup.dense_test_error, "finetune_steps": total_steps,
+                    "seconds": round(time.perf_counter() - started, 2)})  # the final fine-tune's, not the search's
             rows.append(done[key])
     return rows
 
@@ -261,6 +288,7 @@ def _baseline_row(log: Path, config: RunConfig, total_steps: int, baseline: str,
     setup = _setup(config)
     layer_names = list(compressible_layers(setup.base))
     pricing = pricing_of(config)
+    started = time.perf_counter()
     try:
         model = pruned_baseline(setup.base, layer_names, ratio, bits, schedule, setup.data.train, total_steps,
                                 config.finetune_learning_rate, config.batch_size, config.seed + 1)
@@ -272,7 +300,8 @@ def _baseline_row(log: Path, config: RunConfig, total_steps: int, baseline: str,
         **ratios_of(measure(model, setup.data.input_shape, pricing), measure(setup.base, setup.data.input_shape,
                                                                             pricing)),
         "val_error_search": None, "test_error": error_rate(model, setup.data.test),
-        "dense_test_error": setup.dense_test_error, "finetune_steps": total_steps})
+        "dense_test_error": setup.dense_test_error, "finetune_steps": total_steps,
+        "seconds": round(time.perf_counter() - started, 2)})
 
 
 def best_compression(rows: list[dict], points: float, ratio: str = "params") -> float | None:

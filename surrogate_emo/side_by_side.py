@@ -1,0 +1,204 @@
+"""Every compressing method of an experiment side by side over its seeds: the searches' fronts as the quality study
+re-scored them, the recipes' own models and the baselines, each reduced per seed to its best compression within +1
+and +2 points of test error, then the median over seeds, a rank-sum test against the baselines, and what each spent.
+
+A method with no model within a bound in some seed counts 1x there (nothing compressed at that error), so that a
+median over seeds and a test see every seed. The rank-sum test is two-sided (scipy's Mann-Whitney U): with three
+seeds a side its smallest p is 0.1, which is what three seeds can say.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy.stats import mannwhitneyu  # noqa: E402
+
+from surrogate_emo.quality import RATIOS, best_compression  # noqa: E402
+from surrogate_emo.report import write_csv  # noqa: E402
+
+REFERENCES = {"params": ("global magnitude pruning", "gradual"),
+              "bytes": ("global magnitude pruning + 8-bit", "gradual")}
+"""The group each ratio's rank-sum test compares against: the strongest baselines the quality study makes."""
+
+POINTS = (1.0, 2.0)
+
+
+def _read(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open() as handle:
+        # an empty cell (a cost not counted) is left out, as best_compression expects
+        return [{k: (float(v) if k.endswith(("_ratio", "_error")) or k == "seconds" else v)
+                 for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(handle)]
+
+
+def collect(experiment) -> list[dict]:
+    """Every scored model of ``experiment``: the quality study's (fronts and baselines) and each recipe's, with the
+    group it belongs to (``source``, ``method``, ``schedule``) and its seed."""
+    models = []
+    for row in _read(experiment.out_dir / "quality" / "models.csv"):
+        models.append({**row, "source": "search" if row.get("kind") == "search" else "baseline"})
+    for file in experiment.recipe_files():
+        recipe = file.name.rsplit("_seed", 1)[0]
+        for row in _read(file.out_dir / "models.csv"):
+            is_own = not str(row["method"]).startswith("global magnitude")
+            models.append({**row, "source": f"recipe {recipe}" if is_own else f"recipe {recipe} baseline",
+                           "recipe": recipe})
+    for row in models:
+        row["seed"] = int(float(row["seed"]))
+    return models
+
+
+def _search_spent(experiment) -> dict[tuple[str, int], dict]:
+    """(method, seed) -> the search's own fine-tuning: steps, seconds and true evaluations."""
+    spent = {}
+    for spec in experiment.runs():
+        path = spec.run_dir / "summary.json"
+        if path.is_file():
+            summary = json.loads(path.read_text())
+            spent[(spec.method, spec.seed)] = {"steps": summary.get("finetune_steps_total") or 0,
+                                               "seconds": summary.get("finetune_seconds_total") or 0.0,
+                                               "evaluations": summary.get("true_evaluations")}
+    return spent
+
+
+def side_by_side(experiment) -> tuple[list[dict], list[dict]]:
+    """(per group and seed rows, per group rows with medians and tests)."""
+    models = collect(experiment)
+    seeds = sorted({m["seed"] for m in models})
+    searches = _search_spent(experiment)
+    groups = list(dict.fromkeys((m["source"], m["method"], m.get("schedule") or "") for m in models))
+    per_seed = []
+    for source, method, schedule in groups:
+        for seed in seeds:
+            mine = [m for m in models if (m["source"], m["method"], m.get("schedule") or "") == (source, method,
+                                                                                                  schedule)
+                    and m["seed"] == seed]
+            if not mine:
+                continue
+            row = {"source": source, "method": method, "schedule": schedule, "seed": seed, "models": len(mine)}
+            for points in POINTS:
+                for ratio in RATIOS:
+                    row[f"{ratio}_at_{points:g}pt"] = best_compression(mine, points, ratio)
+            # fine-tuning spent: a recipe's models each train on their own; a search's front models share the
+            # search and each get the final fine-tune on top
+            row["finetune_steps"] = sum(int(float(m["finetune_steps"])) for m in mine)
+            row["seconds"] = round(sum(m.get("seconds") or 0.0 for m in mine), 1)
+            if source == "search":
+                search = searches.get((method, seed), {})
+                final = int(float(mine[0]["finetune_steps"])) - experiment_steps(experiment, method, seed)
+                row["finetune_steps"] = search.get("steps", 0) + final * len(mine)
+                row["seconds"] = round(search.get("seconds", 0.0) + row["seconds"], 1)
+                row["true_evaluations"] = search.get("evaluations")
+            per_seed.append(row)
+    summary = [_summarise(group, [r for r in per_seed if (r["source"], r["method"], r["schedule"]) == group],
+                          per_seed) for group in groups]
+    return per_seed, [row for row in summary if row is not None]
+
+
+def experiment_steps(experiment, method: str, seed: int) -> int:
+    """Fine-tuning steps of one true evaluation of a method's run (what the quality rows' steps include)."""
+    for spec in experiment.runs():
+        if spec.method == method and spec.seed == seed:
+            path = spec.run_dir / "summary.json"
+            if path.is_file():
+                return int(json.loads(path.read_text()).get("finetune_steps_per_evaluation") or 0)
+    return 0
+
+
+def _value(row: dict, key: str) -> float:
+    return row[key] if row[key] is not None else 1.0  # nothing within the bound: 1x
+
+
+def _summarise(group: tuple, rows: list[dict], per_seed: list[dict]) -> dict | None:
+    if not rows:
+        return None
+    source, method, schedule = group
+    out = {"source": source, "method": method, "schedule": schedule, "seeds": len(rows),
+           "models": sum(r["models"] for r in rows)}
+    for points in POINTS:
+        for ratio in RATIOS:
+            key = f"{ratio}_at_{points:g}pt"
+            out[key] = float(np.median([_value(r, key) for r in rows]))
+    out["finetune_steps"] = float(np.median([r["finetune_steps"] for r in rows]))
+    out["seconds"] = float(np.median([r["seconds"] for r in rows]))
+    for ratio, (reference, reference_schedule) in REFERENCES.items():
+        key = f"{ratio}_at_1pt"
+        theirs = [_value(r, key) for r in per_seed if r["source"] == "baseline" and r["method"] == reference
+                  and r["schedule"] == reference_schedule]
+        ours = [_value(r, key) for r in rows]
+        if (method, schedule) != (reference, reference_schedule) and len(theirs) >= 2 and len(ours) >= 2:
+            out[f"p_{ratio}_at_1pt"] = float(mannwhitneyu(ours, theirs, alternative="two-sided").pvalue)
+        else:
+            out[f"p_{ratio}_at_1pt"] = None
+    return out
+
+
+def _x(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}x"
+
+
+def write_side_by_side(experiment) -> str:
+    """``methods.csv``, ``methods_per_seed.csv`` and ``methods.png`` under the experiment's folder; returns the
+    markdown section (empty when the experiment has no scored models)."""
+    per_seed, summary = side_by_side(experiment)
+    if not summary:
+        return ""
+    out = experiment.out_dir
+    write_csv(out / "methods_per_seed.csv", per_seed)
+    write_csv(out / "methods.csv", summary)
+    _plot(experiment, collect(experiment), out / "methods.png")
+    ref = "; ".join(f"{ratio}: {name} ({schedule})" for ratio, (name, schedule) in REFERENCES.items())
+    lines = ["", "## Every method side by side", "",
+             "Per method, the median over seeds of its best compression within +1 and +2 points of the dense test "
+             "error (a seed with no model within the bound counts 1x), the fine-tuning it spent per seed (a search: "
+             "its true evaluations plus the final fine-tune of each re-scored model; a recipe: every model's own "
+             f"training) and two-sided rank-sum p against the reference ({ref}). Test error against compression: "
+             "[methods.png](methods.png); per seed: methods_per_seed.csv.", "",
+             "| source | method | schedule | seeds | models | params at +1 pt | bytes at +1 pt | energy at +1 pt | "
+             "params at +2 pt | bytes at +2 pt | energy at +2 pt | fine-tuning steps per seed | seconds per seed | "
+             "p params +1 | p bytes +1 |", "|---" * 15 + "|"]
+    for r in summary:
+        p = ["–" if r[k] is None else f"{r[k]:.2f}" for k in ("p_params_at_1pt", "p_bytes_at_1pt")]
+        cells = [_x(r[f"{ratio}_at_{points:g}pt"]) for points in POINTS for ratio in RATIOS]
+        lines.append(f"| {r['source']} | {r['method']} | {r['schedule']} | {r['seeds']} | {r['models']} | "
+                     + " | ".join(cells) + f" | {r['finetune_steps']:.0f} | {r['seconds']:.0f} | {p[0]} | {p[1]} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot(experiment, models: list[dict], path: Path) -> None:
+    groups = list(dict.fromkeys((m["source"], m["method"], m.get("schedule") or "") for m in models))
+    fig, axes = plt.subplots(1, 3, figsize=(18, 5.2))
+    dense = [100 * m["dense_test_error"] for m in models if "dense_test_error" in m]
+    markers = "os^vD<>p*hX"
+    for ax, ratio in zip(axes, RATIOS):
+        for index, (source, method, schedule) in enumerate(groups):
+            mine = [m for m in models if (m["source"], m["method"], m.get("schedule") or "") == (source, method,
+                                                                                                  schedule)
+                    and f"{ratio}_ratio" in m]
+            if mine:
+                ax.scatter([1 / m[f"{ratio}_ratio"] for m in mine], [100 * m["test_error"] for m in mine], s=14,
+                           marker=markers[index % len(markers)], color=f"C{index % 10}",
+                           label=f"{method} ({schedule})" if schedule else method)
+        if dense:
+            low = float(np.median(dense))
+            for points, style in ((0, "-"), (1, "--"), (2, ":")):
+                ax.axhline(low + points, color="gray", lw=0.8, ls=style)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{ratio} compression (dense / compressed, log)")
+        ax.set_ylabel("test error (%)")
+        if dense:
+            ax.set_ylim(min(dense) - 1, float(np.median(dense)) + 6)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=6, ncol=1)
+    fig.suptitle(f"{experiment.name}: every model of every seed (lines: dense, +1, +2 points)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
