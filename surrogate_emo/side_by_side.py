@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.stats import mannwhitneyu  # noqa: E402
 
+from surrogate_emo.front import hypervolume  # noqa: E402
 from surrogate_emo.quality import RATIOS, best_compression  # noqa: E402
 from surrogate_emo.report import write_csv  # noqa: E402
 
@@ -87,6 +88,8 @@ def side_by_side(experiment) -> tuple[list[dict], list[dict]]:
             for points in POINTS:
                 for ratio in RATIOS:
                     row[f"{ratio}_at_{points:g}pt"] = best_compression(mine, points, ratio)
+            for ratio in ("params", "bytes"):
+                row[f"hv_{ratio}_test"] = hypervolume_on_test(mine, ratio)
             # fine-tuning spent: a recipe's models each train on their own; a search's front models share the
             # search and each get the final fine-tune on top
             row["finetune_steps"] = sum(int(float(m["finetune_steps"])) for m in mine)
@@ -101,6 +104,22 @@ def side_by_side(experiment) -> tuple[list[dict], list[dict]]:
     summary = [_summarise(group, [r for r in per_seed if (r["source"], r["method"], r["schedule"]) == group],
                           per_seed) for group in groups]
     return per_seed, [row for row in summary if row is not None]
+
+
+def hypervolume_on_test(models: list[dict], ratio: str, decades: float = 3.0, points: float = 10.0) -> float:
+    """Hypervolume of ``models`` in (test error, 1 + log10(compressed / dense ``ratio``) / ``decades``), reference
+    (dense test error + ``points`` points, 1): the useful region, where each decade of compression counts the same.
+
+    Example:
+        >>> hypervolume_on_test([{"test_error": 0.1, "dense_test_error": 0.1, "params_ratio": 0.01}], "params")
+        0.06666666666666667
+    """
+    key = f"{ratio}_ratio"
+    mine = [m for m in models if key in m]
+    if not mine:
+        return 0.0
+    F = np.array([[m["test_error"], 1 + np.log10(m[key]) / decades] for m in mine])
+    return hypervolume(F, (mine[0]["dense_test_error"] + points / 100, 1.0))
 
 
 def experiment_steps(experiment, method: str, seed: int) -> int:
@@ -127,6 +146,8 @@ def _summarise(group: tuple, rows: list[dict], per_seed: list[dict]) -> dict | N
         for ratio in RATIOS:
             key = f"{ratio}_at_{points:g}pt"
             out[key] = float(np.median([_value(r, key) for r in rows]))
+    for ratio in ("params", "bytes"):
+        out[f"hv_{ratio}_test"] = float(np.median([r[f"hv_{ratio}_test"] for r in rows]))
     out["finetune_steps"] = float(np.median([r["finetune_steps"] for r in rows]))
     out["seconds"] = float(np.median([r["seconds"] for r in rows]))
     for ratio, (reference, reference_schedule) in REFERENCES.items():
@@ -160,16 +181,19 @@ def write_side_by_side(experiment) -> str:
              "Per method, the median over seeds of its best compression within +1 and +2 points of the dense test "
              "error (a seed with no model within the bound counts 1x), the fine-tuning it spent per seed (a search: "
              "its true evaluations plus the final fine-tune of each re-scored model; a recipe: every model's own "
-             f"training) and two-sided rank-sum p against the reference ({ref}). Test error against compression: "
+             f"training) and two-sided rank-sum p against the reference ({ref}). HV, test: the hypervolume of the "
+             "method's models in (test error, 1 + log10(compressed / dense) / 3), reference (dense test error + 10 "
+             "points, 1), median over seeds. Test error against compression: "
              "[methods.png](methods.png); per seed: methods_per_seed.csv.", "",
              "| source | method | schedule | seeds | models | params at +1 pt | bytes at +1 pt | energy at +1 pt | "
-             "params at +2 pt | bytes at +2 pt | energy at +2 pt | fine-tuning steps per seed | seconds per seed | "
-             "p params +1 | p bytes +1 |", "|---" * 15 + "|"]
+             "params at +2 pt | bytes at +2 pt | energy at +2 pt | HV params, test | HV bytes, test | "
+             "fine-tuning steps per seed | seconds per seed | p params +1 | p bytes +1 |", "|---" * 17 + "|"]
     for r in summary:
         p = ["–" if r[k] is None else f"{r[k]:.2f}" for k in ("p_params_at_1pt", "p_bytes_at_1pt")]
         cells = [_x(r[f"{ratio}_at_{points:g}pt"]) for points in POINTS for ratio in RATIOS]
         lines.append(f"| {r['source']} | {r['method']} | {r['schedule']} | {r['seeds']} | {r['models']} | "
-                     + " | ".join(cells) + f" | {r['finetune_steps']:.0f} | {r['seconds']:.0f} | {p[0]} | {p[1]} |")
+                     + " | ".join(cells) + f" | {r['hv_params_test']:.4f} | {r['hv_bytes_test']:.4f} | "
+                     f"{r['finetune_steps']:.0f} | {r['seconds']:.0f} | {p[0]} | {p[1]} |")
     return "\n".join(lines) + "\n"
 
 
