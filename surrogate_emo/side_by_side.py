@@ -91,11 +91,11 @@ def side_by_side(experiment) -> tuple[list[dict], list[dict]]:
                     row[f"{ratio}_at_{points:g}pt"] = best_compression(mine, points, ratio)
             for ratio in ("params", "bytes"):
                 row[f"hv_{ratio}_test"] = hypervolume_on_test(mine, ratio)
-            # fine-tuning spent: a recipe's models each train on their own, except a model that trained nothing
-            # itself (its own seconds 0: EMOMC's stage II quantises library models, whose rows hold the training);
+            # fine-tuning spent: a recipe's model its own training, or what its row says the method spent
+            # (steps_spent: SMOEA's candidates too, none for EMOMC's stage II, which quantises library models);
             # a search's front models share the search and each get the final fine-tune on top
-            row["finetune_steps"] = sum(int(float(m["finetune_steps"])) for m in mine if m.get("seconds", 1.0) > 0)
-            row["seconds"] = round(sum(m.get("seconds") or 0.0 for m in mine), 1)
+            row["finetune_steps"] = sum(int(float(m.get("steps_spent", m["finetune_steps"]))) for m in mine)
+            row["seconds"] = round(sum(float(m.get("seconds_spent", m.get("seconds") or 0.0)) for m in mine), 1)
             if source == "search":
                 search = searches.get((method, seed), {})
                 final = int(float(mine[0]["finetune_steps"])) - experiment_steps(experiment, method, seed)
@@ -207,8 +207,8 @@ def write_side_by_side(experiment) -> str:
              "Per method, the median over seeds of its best compression within +1 and +2 points of the dense test "
              "error (a seed with no model within the bound counts 1x; a search whose front had no model to re-score "
              "shows 0 models), the fine-tuning it spent per seed (a search: its true evaluations plus the final "
-             "fine-tune of each re-scored model; a recipe: every model's own training, none for EMOMC's stage II, "
-             f"which quantises its library's models) and two-sided rank-sum p against the reference ({ref}). HV, test: the hypervolume of the "
+             "fine-tune of each re-scored model; a recipe: every model's own training, with SMOEA's candidates, none "
+             f"for EMOMC's stage II, which quantises its library's models) and two-sided rank-sum p against the reference ({ref}). HV, test: the hypervolume of the "
              "method's models in (test error, 1 + log10(compressed / dense) / 3), reference (dense test error + 10 "
              "points, 1), median over seeds. Test error against compression: "
              "[methods.png](methods.png); per seed: methods_per_seed.csv.", "",

@@ -236,7 +236,8 @@ def run(file: RecipeFile, progress: bool = True) -> dict:
                                      {"keep_percent": decoded[0], "bits": list(decoded[1:]),
                                       "stage_two_seconds": round(search_seconds, 2),
                                       "stage_two_evaluations": len(problem.scored)})
-        rows.append(study.row(done[key], "EMOMC", "stage II, no training"))
+        # the library's rows hold the training; stage II adds none
+        rows.append({**study.row(done[key], "EMOMC", "stage II, no training"), "steps_spent": 0, "seconds_spent": 0.0})
     rows += [study.row(e, "EMOMC library (float32)", "gradual") for e in
              study.open(library_run, {"recipe": "emomc", "library_epochs": epochs}).values()]
     ratios = sorted({row["params_ratio"] for row in rows})

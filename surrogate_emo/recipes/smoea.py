@@ -211,6 +211,11 @@ def run(file: RecipeFile, progress: bool = True) -> dict:
                                      {"channels": scheme.decode(chosen)}, genome=chosen)
     label = "SMOEA" if settings.search == "nsga2" else f"SMOEA, surrogate-assisted ({settings.surrogate})"
     rows = [study.row(done["final"], label, "group by group")]
+    # what the method spent, beside what its model saw: every candidate's fine-tune too
+    candidates = [e for index in range(len(groups))
+                  for e in study.open(f"smoea-group{index}_seed{seed}", identity).values()]
+    rows[0]["steps_spent"] = sum(e.steps for e in candidates) + len(groups) * settings.group_steps
+    rows[0]["seconds_spent"] = round(sum(e.seconds for e in candidates), 2)  # the candidates' (groups' not timed)
     if settings.uniform_baseline:
         rows.append(_uniform(study, scheme, setup, rows[0]["params_ratio"], steps, lr, batch, seed))
     rows += study.baselines([rows[0]["params_ratio"]], steps, settings.baselines, settings.schedules, progress)
