@@ -61,11 +61,15 @@ class QualityConfig:
     baselines: list[str] = field(default_factory=lambda: ["global-pruning"])  # beside the fronts
     baseline_schedules: list[str] | None = None  # the baselines' schedules when not the fronts' (None: schedules)
     baseline_points: int = 0  # > 0: baselines at this many params ratios spread evenly (log) over the fronts' range
+    baseline_compressions: list[float] = field(default_factory=list)  # more baselines, at these params compressions
     max_val_points: float | None = None  # only front models within this many points of the dense validation error
 
     def __post_init__(self) -> None:
         if self.baseline_points < 0:
             raise ConfigError(f"quality baseline_points must be >= 0, got {self.baseline_points}")
+        if not all(isinstance(c, (int, float)) and c >= 1 for c in self.baseline_compressions):
+            raise ConfigError("quality baseline_compressions must be params compressions (dense / compressed) >= 1, "
+                              f"got {self.baseline_compressions}")
         if self.max_val_points is not None and not self.max_val_points >= 0:
             raise ConfigError(f"quality max_val_points must be a number >= 0 or left out, got {self.max_val_points}")
         if self.final_finetune_epochs < 0 or self.min_compression < 1 or self.max_models < 1:
@@ -199,6 +203,7 @@ def _seed_rows(log: Path, runs: dict[str, RunConfig], quality: QualityConfig, jo
     if quality.baseline_points and len(ratios) > quality.baseline_points:
         logs = np.log(sorted(ratios))
         ratios = {round(float(np.exp(x)), 6) for x in np.linspace(logs[0], logs[-1], quality.baseline_points)}
+    ratios |= {round(1.0 / c, 6) for c in quality.baseline_compressions}  # beyond the fronts, where others reach
     config = configs[0]
     total_steps = _setup(config).evaluator.steps + _final_steps(config, quality)
     tasks = [(baseline, schedule, ratio) for baseline in quality.baselines

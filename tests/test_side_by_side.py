@@ -44,6 +44,7 @@ schedules = ["one-shot"]
 baseline_schedules = ["one-shot", "gradual"]
 baselines = ["global-pruning", "global-pruning-8bit"]
 baseline_points = 2
+baseline_compressions = [3.0]
 """
 
 
@@ -60,6 +61,10 @@ def test_methods_are_compared_over_seeds_against_the_baselines(tmp_path):
         ("global magnitude pruning", "one-shot"), ("global magnitude pruning", "gradual"),
         ("global magnitude pruning + 8-bit", "one-shot"), ("global magnitude pruning + 8-bit", "gradual")}
     assert {r["schedule"] for r in rows if r["kind"] == "search"} == {"one-shot"}
+    for seed in ("0", "1"):  # each baseline also at the asked compression, beyond the fronts
+        for group in ("global magnitude pruning", "global magnitude pruning + 8-bit"):
+            assert min(abs(1 / float(r["params_ratio"]) - 3.0) for r in rows
+                       if r["seed"] == seed and r["method"] == group) < 1e-3
     assert all(float(r["seconds"]) > 0 for r in rows)
     per_seed, summary = side_by_side(experiment)
     groups = {(r["source"], r["method"], r["schedule"]): r for r in summary}
@@ -85,7 +90,8 @@ def test_methods_are_compared_over_seeds_against_the_baselines(tmp_path):
 
 
 @pytest.mark.parametrize("table, message", [({"seeds": []}, "quality seeds"),
-                                            ({"baseline_schedules": ["slow"]}, "baseline_schedules")])
+                                            ({"baseline_schedules": ["slow"]}, "baseline_schedules"),
+                                            ({"baseline_compressions": [0.5]}, "baseline_compressions")])
 def test_bad_quality_seeds_and_schedules_are_named(table, message):
     with pytest.raises(ConfigError, match=message):
         QualityConfig(methods=["a"], **table)
