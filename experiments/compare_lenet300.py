@@ -9,13 +9,11 @@ Writes results/lenet300_surrogate_vs_nsga2/: one folder per run, comparison.csv,
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 from joblib import Parallel, delayed
 
 HERE = Path(__file__).parent

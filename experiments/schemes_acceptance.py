@@ -25,7 +25,7 @@ from surrogate_emo.config import RunConfig
 from surrogate_emo.deploy import OnnxModel, export, latency, load
 from surrogate_emo.models import vgg_small
 from surrogate_emo.pipeline import prepare
-from surrogate_emo.schemes import FiltersScheme, QuantScheme
+from surrogate_emo.schemes import FiltersScheme
 from surrogate_emo.train import error_rate, fit, steps_for
 
 

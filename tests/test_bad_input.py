@@ -19,7 +19,6 @@ from surrogate_emo import pipeline
 from surrogate_emo.cache import ModelCache
 from surrogate_emo.cli import main
 from surrogate_emo.compress import CostModel, measure
-from surrogate_emo.config import RunConfig
 from surrogate_emo.errors import ConfigError, OutputError, SearchSpaceError, StudyError, SurrogateEMOWarning
 from surrogate_emo.models import mlp
 from surrogate_emo.space import CompressionSpace

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from surrogate_emo.cli import main
 from surrogate_emo.config import RESUMABLE_FIELDS, RunConfig
 from surrogate_emo.experiment import Experiment
