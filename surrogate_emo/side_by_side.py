@@ -32,6 +32,11 @@ REFERENCES = {"params": ("global magnitude pruning", "gradual"),
 POINTS = (1.0, 2.0)
 
 
+def _group(row: dict) -> tuple[str, str, str]:
+    """The group a model (or a per-seed row) belongs to: source, method, schedule."""
+    return row["source"], row["method"], row.get("schedule") or ""
+
+
 def _read(path: Path) -> list[dict]:
     if not path.is_file():
         return []
@@ -67,22 +72,21 @@ def _search_spent(experiment) -> dict[tuple[str, int], dict]:
             summary = json.loads(path.read_text())
             spent[(spec.method, spec.seed)] = {"steps": summary.get("finetune_steps_total") or 0,
                                                "seconds": summary.get("finetune_seconds_total") or 0.0,
-                                               "evaluations": summary.get("true_evaluations")}
+                                               "evaluations": summary.get("true_evaluations"),
+                                               "per_evaluation": summary.get("finetune_steps_per_evaluation") or 0}
     return spent
 
 
-def side_by_side(experiment) -> tuple[list[dict], list[dict]]:
-    """(per group and seed rows, per group rows with medians and tests)."""
-    models = collect(experiment)
+def side_by_side(experiment, models: list[dict] | None = None) -> tuple[list[dict], list[dict]]:
+    """(per group and seed rows, per group rows with medians and tests) of ``models`` (default: `collect`)."""
+    models = collect(experiment) if models is None else models
     seeds = sorted({m["seed"] for m in models})
     searches = _search_spent(experiment)
-    groups = list(dict.fromkeys((m["source"], m["method"], m.get("schedule") or "") for m in models))
+    groups = list(dict.fromkeys(map(_group, models)))
     per_seed = []
     for source, method, schedule in groups:
         for seed in seeds:
-            mine = [m for m in models if (m["source"], m["method"], m.get("schedule") or "") == (source, method,
-                                                                                                  schedule)
-                    and m["seed"] == seed]
+            mine = [m for m in models if _group(m) == (source, method, schedule) and m["seed"] == seed]
             if not mine:
                 continue
             row = {"source": source, "method": method, "schedule": schedule, "seed": seed, "models": len(mine)}
@@ -98,16 +102,14 @@ def side_by_side(experiment) -> tuple[list[dict], list[dict]]:
             row["seconds"] = round(sum(float(m.get("seconds_spent", m.get("seconds") or 0.0)) for m in mine), 1)
             if source == "search":
                 search = searches.get((method, seed), {})
-                final = int(float(mine[0]["finetune_steps"])) - experiment_steps(experiment, method, seed)
+                final = int(float(mine[0]["finetune_steps"])) - search.get("per_evaluation", 0)
                 row["finetune_steps"] = search.get("steps", 0) + final * len(mine)
                 row["seconds"] = round(search.get("seconds", 0.0) + row["seconds"], 1)
                 row["true_evaluations"] = search.get("evaluations")
             per_seed.append(row)
     per_seed += _not_rescored(experiment, per_seed, searches)
-    groups += list(dict.fromkeys((r["source"], r["method"], r["schedule"]) for r in per_seed
-                                 if r["models"] == 0 and (r["source"], r["method"], r["schedule"]) not in groups))
-    summary = [_summarise(group, [r for r in per_seed if (r["source"], r["method"], r["schedule"]) == group],
-                          per_seed) for group in groups]
+    groups += list(dict.fromkeys(_group(r) for r in per_seed if r["models"] == 0 and _group(r) not in groups))
+    summary = [_summarise(group, [r for r in per_seed if _group(r) == group], per_seed) for group in groups]
     return per_seed, [row for row in summary if row is not None]
 
 
@@ -148,16 +150,6 @@ def hypervolume_on_test(models: list[dict], ratio: str, decades: float = 3.0, po
     return hypervolume(F, (mine[0]["dense_test_error"] + points / 100, 1.0))
 
 
-def experiment_steps(experiment, method: str, seed: int) -> int:
-    """Fine-tuning steps of one true evaluation of a method's run (what the quality rows' steps include)."""
-    for spec in experiment.runs():
-        if spec.method == method and spec.seed == seed:
-            path = spec.run_dir / "summary.json"
-            if path.is_file():
-                return int(json.loads(path.read_text()).get("finetune_steps_per_evaluation") or 0)
-    return 0
-
-
 def _value(row: dict, key: str) -> float:
     return row[key] if row[key] is not None else 1.0  # nothing within the bound: 1x
 
@@ -195,13 +187,14 @@ def _x(value: float | None) -> str:
 def write_side_by_side(experiment) -> str:
     """``methods.csv``, ``methods_per_seed.csv`` and ``methods.png`` under the experiment's folder; returns the
     markdown section (empty when the experiment has no scored models)."""
-    per_seed, summary = side_by_side(experiment)
+    models = collect(experiment)
+    per_seed, summary = side_by_side(experiment, models)
     if not summary:
         return ""
     out = experiment.out_dir
     write_csv(out / "methods_per_seed.csv", per_seed)
     write_csv(out / "methods.csv", summary)
-    _plot(experiment, collect(experiment), out / "methods.png")
+    _plot(experiment, models, out / "methods.png")
     ref = "; ".join(f"{ratio}: {name} ({schedule})" for ratio, (name, schedule) in REFERENCES.items())
     lines = ["", "## Every method side by side", "",
              "Per method, the median over seeds of its best compression within +1 and +2 points of the dense test "
@@ -227,15 +220,13 @@ def write_side_by_side(experiment) -> str:
 def _plot(experiment, models: list[dict], path: Path) -> None:
     """Test error above the seed's dense model against each compression: every model of every seed, so that seeds
     with different dense errors share the +1 and +2 point lines."""
-    groups = list(dict.fromkeys((m["source"], m["method"], m.get("schedule") or "") for m in models))
+    groups = list(dict.fromkeys(map(_group, models)))
     fig, axes = plt.subplots(1, 3, figsize=(18, 5.2))
     markers = "os^vD<>p*hX"
     colors = plt.get_cmap("tab20").colors
     for ax, ratio in zip(axes, RATIOS):
         for index, (source, method, schedule) in enumerate(groups):
-            mine = [m for m in models if (m["source"], m["method"], m.get("schedule") or "") == (source, method,
-                                                                                                  schedule)
-                    and f"{ratio}_ratio" in m]
+            mine = [m for m in models if _group(m) == (source, method, schedule) and f"{ratio}_ratio" in m]
             if mine:
                 ax.scatter([1 / m[f"{ratio}_ratio"] for m in mine],
                            [100 * (m["test_error"] - m["dense_test_error"]) for m in mine], s=16,
