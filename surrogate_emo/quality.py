@@ -171,20 +171,14 @@ def ratios_of(costs, dense) -> dict[str, float]:
             if getattr(costs, name) is not None and getattr(dense, name) is not None}
 
 
-def compression_quality(out_dir: Path, runs: dict[str, RunConfig], quality: QualityConfig,
-                        jobs: int = 1) -> list[dict]:
-    """Re-score the fronts of ``runs`` (method -> the run's config) and prune the dense model at their params
-    ratios with each baseline and schedule; writes ``out_dir/quality/`` and returns one row per model.
+def quality_over_seeds(out_dir: Path, runs_per_seed: list[dict[str, RunConfig]], quality: QualityConfig,
+                       jobs: int = 1) -> list[dict]:
+    """Re-score the fronts of each seed's runs (one dict of method -> the run's config per seed) and prune that
+    seed's dense model at their params ratios with each baseline and schedule; writes ``out_dir/quality/`` (one
+    table of every row) and returns one row per model.
 
     With ``jobs > 1`` the methods' fronts, then the baselines' models, are made ``jobs`` at a time in worker
     processes (joblib). Every model is seeded on its own, so the rows do not depend on ``jobs``."""
-    return quality_over_seeds(out_dir, [runs], quality, jobs)
-
-
-def quality_over_seeds(out_dir: Path, runs_per_seed: list[dict[str, RunConfig]], quality: QualityConfig,
-                       jobs: int = 1) -> list[dict]:
-    """`compression_quality` for the runs of several seeds (one dict of method -> config per seed), each beside
-    its own base model's baselines; one table of every row."""
     folder = out_dir / "quality"
     folder.mkdir(parents=True, exist_ok=True)
     rows = [row for runs in runs_per_seed for row in _seed_rows(folder / "models.jsonl", runs, quality, jobs)]
