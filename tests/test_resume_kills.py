@@ -191,7 +191,9 @@ def test_sigterm_and_ctrl_c_stop_cleanly_and_the_rerun_finishes_the_same_archive
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
     after = _stored_rows(database)
-    assert [row[0] for row in after] == list(range(24)) and after[: len(before)] == before
+    # workers finish out of order, so the stored trials before the kill may have a gap (10 done, 9 still pending):
+    # what must hold is that every stored row survives unchanged and the gaps are filled
+    assert [row[0] for row in after] == list(range(24)) and set(before) <= set(after)
     # the uninterrupted run, in this process and on one core: the same archive
     run(tiny_config(tmp_path, name="reference", **options))
     assert _stored_rows(tmp_path / "results" / "reference" / "study.sqlite") == after
