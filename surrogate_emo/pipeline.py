@@ -20,6 +20,7 @@ from surrogate_emo.config import LEGACY_VALUES, UNUSED_FIELDS, RunConfig
 from surrogate_emo.data import DATASETS, DataSplits, load_dataset
 from surrogate_emo.errors import ConfigError, OutputError
 from surrogate_emo.evaluate import CHEAP_OBJECTIVES, Evaluation, Evaluator
+from surrogate_emo.fidelity import ZeroShot
 from surrogate_emo.front import pareto_indices
 from surrogate_emo.infill import infill_class
 from surrogate_emo.models import build_model, model_factory
@@ -45,6 +46,7 @@ class Setup:
     dense_val_error: float
     dense_test_error: float
     base_from_cache: bool
+    zero_shot: ZeroShot  # fidelity 0: the compressed model's validation error with no fine-tuning
 
     @property
     def scheme(self) -> Scheme:
@@ -89,7 +91,8 @@ def prepare(config: RunConfig) -> Setup:
                           threads=config.threads, objective_scale=config.objective_scale,
                           objective_decades=config.objective_decades, device=config.device)
     evaluator.data_source = {"name": config.dataset, "data_dir": config.data_dir, "seed": config.data_seed}
-    return Setup(data, base, evaluator, error_rate(base, data.val), error_rate(base, data.test), cached)
+    return Setup(data, base, evaluator, error_rate(base, data.val), error_rate(base, data.test), cached,
+                 ZeroShot(scheme, base, data.val, config.screen_size))
 
 
 def search_class(config: RunConfig) -> type[Search]:
@@ -161,7 +164,7 @@ def make_search(config: RunConfig, setup: Setup) -> Search:
     n_obj = 1 + len(cheap_names)
     return search_class(config).from_config(config, setup.scheme.dim, n_obj, n_expensive=1,
                                             ref_point=setup.evaluator.ref_point,
-                                            cheap=setup.evaluator.cheap_objectives)
+                                            cheap=setup.evaluator.cheap_objectives, features=setup.zero_shot.features)
 
 
 def final_model(setup: Setup, evaluation: Evaluation, config: RunConfig, epochs: float | None = None,
@@ -300,6 +303,9 @@ def run(config: RunConfig) -> RunResult:
         "finetune_steps_total": int(sum(e.steps for e in evaluations)),
         "finetune_seconds_total": float(sum(e.seconds for e in evaluations)),
         "search_overhead_seconds_this_session": search_seconds,
+        # cheap evaluations at fidelity 0 (part of the search overhead above)
+        "zero_shot_scored_this_session": setup.zero_shot.n_scored,
+        "zero_shot_seconds_this_session": setup.zero_shot.seconds,
         "wall_seconds_this_session": time.perf_counter() - started,
         "base_model_from_cache": setup.base_from_cache,
         "dense_val_error": setup.dense_val_error, "dense_test_error": setup.dense_test_error,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+from collections import OrderedDict
 
 import torch
 from torch import nn
@@ -13,13 +15,31 @@ from surrogate_emo.space import CompressionSpace, LayerSetting, LayerSpec
 from surrogate_emo.surgery import replace_layer
 
 
+_SVD_MEMO: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = OrderedDict()
+_SVD_MEMO_SIZE = 32  # distinct matrices; the dense base's layers are decomposed again for every candidate
+
+
+def _svd(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``torch.linalg.svd(w)`` of a float64 matrix, remembered by the matrix's bytes: screening a pool compresses the
+    same dense layer hundreds of times, and its SVD is most of the cost (40 of 60 ms for LeNet-300-100)."""
+    key = (tuple(w.shape), hashlib.sha1(w.contiguous().numpy().tobytes()).digest())
+    if key in _SVD_MEMO:
+        _SVD_MEMO.move_to_end(key)
+        return _SVD_MEMO[key]
+    factors = torch.linalg.svd(w, full_matrices=False)
+    _SVD_MEMO[key] = factors
+    if len(_SVD_MEMO) > _SVD_MEMO_SIZE:
+        _SVD_MEMO.popitem(last=False)
+    return factors
+
+
 @torch.no_grad()
 def decompose(weight: torch.Tensor, rank: int, nnz: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Split a `rows x cols` matrix into ``U`` (`rows x r`), ``V`` (`r x cols`) and the ``nnz`` largest entries of
     the residual ``W - U V`` (values, flat indices). The singular values are shared evenly between the factors."""
     w = weight.detach().to(torch.float64)
     if rank:
-        left, singular, right = torch.linalg.svd(w, full_matrices=False)
+        left, singular, right = (factor.to(w.device) for factor in _svd(w.cpu()))
         root = singular[:rank].sqrt()
         u, v = left[:, :rank] * root, root[:, None] * right[:rank]
         residual = w - u @ v

@@ -20,7 +20,7 @@ from scipy.stats import qmc
 from surrogate_emo.errors import ConfigError
 from surrogate_emo.infill import InfillContext, make_infill
 from surrogate_emo.search.base import Search
-from surrogate_emo.surrogates import Surrogate, make_surrogate
+from surrogate_emo.surrogates import Features, FeatureSurrogate, Surrogate, make_surrogate
 
 
 LOG_FLOOR = 1e-3  # error rates below this are modelled as this, on the log scale
@@ -56,7 +56,7 @@ class SurrogateSearch(Search):
     def __init__(self, dim: int, n_obj: int, seed: int = 0, surrogate: str = "gp", infill: str = "ehvi-lazy", q: int = 1,
                  n_init: int = 20, pool_size: int = 100, pool_generations: int = 25, n_expensive: int = 1,
                  cheap: Callable[[np.ndarray], np.ndarray] | None = None, ref_point=None,
-                 log_scale: bool = False) -> None:
+                 log_scale: bool = False, features: Features | None = None) -> None:
         super().__init__(dim, n_obj, seed)
         if q < 1 or n_init < 2 or pool_size < q or pool_generations < 1:
             raise ConfigError(f"need q >= 1, n_init >= 2, pool_size >= q and pool_generations >= 1; got q={q}, "
@@ -68,6 +68,8 @@ class SurrogateSearch(Search):
         make_surrogate(surrogate)  # fail now, not after the initial design, on an unknown name
         self.q, self.n_init, self.pool_size, self.pool_generations = q, n_init, pool_size, pool_generations
         self.n_expensive, self.cheap, self.log_scale = n_expensive, cheap, log_scale
+        # cheap features of genomes (the fidelity-0 error), read by surrogates that use them; timed per iteration
+        self.features = None if features is None else _Timed(features)
         self.ref_point = np.ones(n_obj) if ref_point is None else np.asarray(ref_point, dtype=np.float64)
         self._design = qmc.LatinHypercube(d=dim, seed=seed).random(n_init)
         self.X = np.zeros((0, dim))
@@ -76,10 +78,12 @@ class SurrogateSearch(Search):
         self._last: dict[int, dict] = {}
 
     @classmethod
-    def from_config(cls, config, dim: int, n_obj: int, cheap=None, n_expensive: int = 1, ref_point=None, **_):
+    def from_config(cls, config, dim: int, n_obj: int, cheap=None, n_expensive: int = 1, ref_point=None,
+                    features=None, **_):
         return cls(dim, n_obj, seed=config.seed, surrogate=config.surrogate, infill=config.infill, q=config.q,
                    n_init=config.n_init, pool_size=config.pool_size, pool_generations=config.pool_generations,
-                   n_expensive=n_expensive, cheap=cheap, ref_point=ref_point, log_scale=config.error_scale == "log")
+                   n_expensive=n_expensive, cheap=cheap, ref_point=ref_point, log_scale=config.error_scale == "log",
+                   features=features)
 
     def ask(self, n_max: int) -> np.ndarray:
         self._last = {}
@@ -93,6 +97,9 @@ class SurrogateSearch(Search):
         self.iterations.append(stats)
         self._last = {i: {**stats, "predicted": mean[i].tolist(), "predicted_var": var[i].tolist()}
                       for i in range(len(chosen))}
+        if self.features is not None and surrogate.uses_features:
+            for i, row in enumerate(self.features(chosen)):
+                self._last[i]["features"] = row.tolist()
         return chosen
 
     def _iteration_seed(self) -> int:
@@ -107,14 +114,21 @@ class SurrogateSearch(Search):
     def _choose(self, n_max: int, seed: int) -> tuple[np.ndarray, Surrogate, dict]:
         """Fit, evolve the pool, pick by the infill criterion: (chosen genomes, fitted surrogate, timings)."""
         started = time.perf_counter()
+        if self.features is not None:
+            self.features.seconds = 0.0
         surrogate = self._fitted(self.surrogate_name, seed)
         fitted = time.perf_counter()
         context = self._context(surrogate, seed)
-        pool = self._pool(context, seed)
+        # the pool evolves on the genome alone: features cost a forward pass per point, NSGA-II asks for thousands
+        on_genome = surrogate.genome_only() if isinstance(surrogate, FeatureSurrogate) else surrogate
+        pool = self._pool(self._context(on_genome, seed), seed)
         pooled = time.perf_counter()
         chosen = pool[self.infill.select(context, pool, min(self.q, n_max))]
-        return chosen, surrogate, {"fit_seconds": fitted - started, "pool_seconds": pooled - fitted,
-                                   "infill_seconds": time.perf_counter() - pooled}
+        stats = {"fit_seconds": fitted - started, "pool_seconds": pooled - fitted,
+                 "infill_seconds": time.perf_counter() - pooled}
+        if self.features is not None:  # spent inside the three above: cheap evaluations, not optimizer time
+            stats["feature_seconds"] = self.features.seconds
+        return chosen, surrogate, stats
 
     def _fitted(self, name: str, seed: int) -> Surrogate:
         """Surrogate ``name`` fitted to the archive's expensive objectives, on a log scale if asked."""
@@ -123,7 +137,7 @@ class SurrogateSearch(Search):
             # errors span decades at the interesting end: on a log scale the GP's error there halves (measured);
             # the floor keeps a perfect score from becoming an outlier that bends the whole fit
             expensive = np.log(np.maximum(expensive, LOG_FLOOR))
-        return make_surrogate(name, seed=seed).fit(self.X, expensive)
+        return make_surrogate(name, seed=seed, features=self.features).fit(self.X, expensive)
 
     def annotations(self, X: np.ndarray) -> list[dict]:
         """Per asked genome: the surrogate's prediction and the iteration's timings (stored with the trial)."""
@@ -147,3 +161,17 @@ class SurrogateSearch(Search):
         # never propose what the archive already holds
         known = {row.tobytes() for row in self.X}
         return np.clip(np.array([row for row in pool if row.tobytes() not in known]), 0.0, 1.0)
+
+
+class _Timed:
+    """A features function that adds up the seconds spent in it."""
+
+    def __init__(self, features: Features) -> None:
+        self.function, self.seconds = features, 0.0
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        started = time.perf_counter()
+        try:
+            return self.function(X)
+        finally:
+            self.seconds += time.perf_counter() - started

@@ -5,10 +5,12 @@ from __future__ import annotations
 from surrogate_emo.errors import ConfigError
 from surrogate_emo.registry import resolve
 from surrogate_emo.surrogates.base import IndependentGaussianModel, Surrogate, SurrogateError
+from surrogate_emo.surrogates.features import Features, FeatureSurrogate, ForestWithFeatures, GPWithFeatures
 from surrogate_emo.surrogates.forest import RandomForestSurrogate
 from surrogate_emo.surrogates.gp import GPSurrogate
 
-SURROGATES: dict[str, type[Surrogate]] = {"gp": GPSurrogate, "rf": RandomForestSurrogate}
+SURROGATES: dict[str, type[Surrogate]] = {"gp": GPSurrogate, "rf": RandomForestSurrogate,
+                                          "gp-f0": GPWithFeatures, "rf-f0": ForestWithFeatures}
 
 
 def surrogate_class(name: str) -> type[Surrogate]:
@@ -20,10 +22,13 @@ def surrogate_class(name: str) -> type[Surrogate]:
     return found
 
 
-def make_surrogate(name: str, seed: int = 0) -> Surrogate:
-    """Instantiate a registered surrogate or a user class given as ``package.module:ClassName``."""
-    return surrogate_class(name)(seed=seed)
+def make_surrogate(name: str, seed: int = 0, features: Features | None = None) -> Surrogate:
+    """Instantiate a registered surrogate or a user class given as ``package.module:ClassName``; ``features``
+    (cheap features of genomes, e.g. the fidelity-0 error) go to those that read them (``uses_features``)."""
+    cls = surrogate_class(name)
+    return cls(seed=seed, features=features) if cls.uses_features else cls(seed=seed)
 
 
-__all__ = ["SURROGATES", "GPSurrogate", "IndependentGaussianModel", "RandomForestSurrogate", "Surrogate",
-           "SurrogateError", "make_surrogate", "surrogate_class"]
+__all__ = ["SURROGATES", "FeatureSurrogate", "Features", "ForestWithFeatures", "GPSurrogate", "GPWithFeatures",
+           "IndependentGaussianModel", "RandomForestSurrogate", "Surrogate", "SurrogateError", "make_surrogate",
+           "surrogate_class"]

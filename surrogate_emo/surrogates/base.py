@@ -36,6 +36,9 @@ class Surrogate(ABC):
         array([[0.1]])
     """
 
+    #: True for surrogates that take ``features`` (cheap features of a genome) in their constructor
+    uses_features: bool = False
+
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
         self.n_inputs: int | None = None

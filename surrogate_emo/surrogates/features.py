@@ -1,0 +1,94 @@
+"""Surrogates that read cheap features of a genome beside the genome: the fidelity-0 error above all.
+
+The expensive error after fine-tuning is modelled as a function of ``[genome, features(genome)]``, where
+``features`` is exact and cheap for any candidate (`surrogate_emo.fidelity.ZeroShot.features`: the log of the
+compressed model's error before fine-tuning). Any surrogate can be the inner model; ``gp-f0`` and ``rf-f0`` are
+the GP and the forest. Without features (a problem that has none) they are the inner surrogate on the genome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from botorch.models.model import Model
+
+from surrogate_emo.surrogates.base import Surrogate
+from surrogate_emo.surrogates.forest import RandomForestSurrogate
+from surrogate_emo.surrogates.gp import GPSurrogate
+
+Features = Callable[[np.ndarray], np.ndarray]  # genomes `n x d` -> features `n x f`, float64
+
+
+class FeatureSurrogate(Surrogate):
+    """``inner`` fitted on the genome with ``features(genome)`` appended as extra inputs.
+
+    Example:
+        >>> X = np.random.default_rng(0).random((30, 2))
+        >>> hidden = lambda X: np.sin(9 * X[:, :1])  # the feature reveals what the genome hides from a smooth model
+        >>> s = GPWithFeatures(seed=0, features=hidden).fit(X, hidden(X))
+        >>> bool(abs(s.predict(np.array([[0.3, 0.5]]))[0][0, 0] - np.sin(2.7)) < 0.05)
+        True
+    """
+
+    inner: type[Surrogate]
+    uses_features = True
+
+    def __init__(self, seed: int = 0, features: Features | None = None) -> None:
+        super().__init__(seed)
+        self.features = features
+
+    def augment(self, X: np.ndarray) -> np.ndarray:
+        """``[X, features(X)]``, or ``X`` when there are no features."""
+        return X if self.features is None else np.hstack([X, np.asarray(self.features(X), dtype=np.float64)])
+
+    def _fit(self, X: np.ndarray, Y: np.ndarray) -> None:
+        self._X, self._Y = X, Y
+        self._inner = self.inner(seed=self.seed).fit(self.augment(X), Y)
+
+    def _predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._inner.predict(self.augment(X))
+
+    def model(self) -> Model:
+        return self._inner.model() if self.features is None else _FeatureModel(self._inner.model(), self.augment)
+
+    def genome_only(self) -> Surrogate:
+        """The inner surrogate fitted on the genomes alone, for predictions at many points where features would
+        cost too much (a pool's evolution)."""
+        if self.features is None:
+            return self._inner
+        return self.inner(seed=self.seed).fit(self._X, self._Y)
+
+
+class GPWithFeatures(FeatureSurrogate):
+    """`GPSurrogate` on ``[genome, features]``: ``gp-f0``."""
+
+    inner = GPSurrogate
+
+
+class ForestWithFeatures(FeatureSurrogate):
+    """`RandomForestSurrogate` on ``[genome, features]``: ``rf-f0``."""
+
+    inner = RandomForestSurrogate
+
+
+class _FeatureModel(Model):
+    """The inner surrogate's BoTorch model, called on genomes with their features appended, so that the
+    acquisition sees genomes and the joint posterior of a q-batch is the inner model's. The features are computed
+    in numpy (no gradient): the acquisitions here pick from a pool and never differentiate."""
+
+    def __init__(self, inner: Model, augment: Callable[[np.ndarray], np.ndarray]) -> None:
+        super().__init__()
+        self.inner, self._augment = inner, augment
+
+    @property
+    def num_outputs(self) -> int:
+        return self.inner.num_outputs
+
+    def posterior(self, X: torch.Tensor, output_indices=None, observation_noise=False, posterior_transform=None,
+                  **kwargs):
+        flat = X.detach().reshape(-1, X.shape[-1]).cpu().numpy()
+        augmented = torch.as_tensor(self._augment(flat), dtype=X.dtype).reshape(*X.shape[:-1], -1)
+        return self.inner.posterior(augmented, output_indices=output_indices, observation_noise=observation_noise,
+                                    posterior_transform=posterior_transform, **kwargs)
