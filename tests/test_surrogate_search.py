@@ -78,3 +78,18 @@ def test_botorch_peer_improves_on_its_design_and_is_deterministic():
     assert hypervolume(first.F, [1.1, 1.1]) > hypervolume(first.F[:8], [1.1, 1.1])
     assert first.iterations[-1]["pool_seconds"] == 0.0 and first.iterations[-1]["infill_seconds"] > 0
     assert np.array_equal(first.X, drive(peer(), 14).X)
+
+
+def test_a_feature_surrogate_is_told_the_features_and_they_are_recorded():
+    calls = []
+
+    def features(X):
+        calls.append(len(X))
+        return ZDT1.evaluate(X)[:, :1]  # the first objective itself: a perfect cheap fidelity
+
+    search = drive(make(surrogate="rf-f0", features=features), 14)
+    assert len(search.iterations) == 3 and search.iterations[-1]["feature_seconds"] > 0
+    notes = search.annotations(search.X[-2:])
+    assert len(notes[0]["features"]) == 1
+    # never the thousands of points the pool's evolution predicts: the archive, the pool, the chosen
+    assert max(calls) <= 30 + 30 // 4 + 14

@@ -95,3 +95,31 @@ def test_registry_by_name_and_import_path():
         make_surrogate("svm")
     with pytest.raises(ConfigError, match="must name a subclass"):
         make_surrogate("numpy:zeros")
+
+
+def hidden(X):
+    """A function of the genome too wiggly for 40 points; given to the feature surrogates as their feature."""
+    return np.sin(25 * X[:, :1])
+
+
+@pytest.mark.parametrize("name", ["gp-f0", "rf-f0"])
+def test_a_feature_surrogate_reads_its_features_and_beats_the_genome_alone(name, data):
+    X, X_test = data
+    X = X[:40]
+    with_features = make_surrogate(name, seed=0, features=hidden).fit(X, hidden(X))
+    alone = make_surrogate(name.removesuffix("-f0"), seed=0).fit(X, hidden(X))
+    error = np.abs(with_features.predict(X_test)[0] - hidden(X_test)).mean()
+    assert error < 0.5 * np.abs(alone.predict(X_test)[0] - hidden(X_test)).mean()
+    # the acquisition's view: genomes in, the inner model's joint posterior over a q-batch out
+    batch = torch.as_tensor(X_test[:6].reshape(2, 3, 3))
+    posterior = with_features.model().posterior(batch)
+    assert posterior.mean.shape == (2, 3, 1)
+    assert np.allclose(posterior.mean.detach().numpy().reshape(6, 1), with_features.predict(X_test[:6])[0],
+                       atol=1e-6)
+    # the pool evolves on the genome alone
+    assert with_features.genome_only().n_inputs == 3
+
+
+def test_features_go_only_to_surrogates_that_read_them():
+    assert make_surrogate("gp-f0", features=hidden).features is hidden
+    assert not hasattr(make_surrogate("gp", features=hidden), "features")

@@ -1,0 +1,48 @@
+"""Fidelity 0: the compressed model's validation error with no fine-tuning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from surrogate_emo.data import load_dataset
+from surrogate_emo.errors import ConfigError
+from surrogate_emo.fidelity import ERROR_FLOOR, ZeroShot
+from surrogate_emo.models import mlp
+from surrogate_emo.schemes import scheme_class
+from surrogate_emo.train import error_rate, fit
+
+
+@pytest.fixture(scope="module")
+def screen():
+    data = load_dataset("digits")
+    base = mlp(data.input_shape, data.n_classes)
+    fit(base, data.train, 150, lr=3e-3, batch_size=64, seed=0)
+    return ZeroShot(scheme_class("lowrank-sparse")(base, data.input_shape), base, data.val, size=200), data
+
+
+def test_an_uncompressed_genome_scores_as_the_base_and_an_empty_one_as_chance(screen):
+    screen, data = screen
+    full, empty = np.ones(screen.scheme.dim), np.zeros(screen.scheme.dim)
+    errors = screen.errors(np.vstack([full, empty]))
+    assert errors[0] == pytest.approx(error_rate(screen.base, screen.val), abs=0.02) and errors[0] < 0.3
+    assert errors[1] > 0.6  # ten classes and only the biases left
+    assert len(screen.val) == 200
+
+
+def test_each_genome_is_scored_once_and_the_same_every_time(screen):
+    screen, _ = screen
+    X = np.random.default_rng(1).random((4, screen.scheme.dim))
+    first, scored = screen.errors(X), screen.n_scored
+    again = screen.errors(X[::-1])
+    assert np.array_equal(first, again[::-1]) and screen.n_scored == scored and screen.seconds > 0
+    features = screen.features(X)
+    assert features.shape == (4, 1) and np.allclose(features[:, 0], np.log(np.maximum(first, ERROR_FLOOR)))
+
+
+def test_bad_input(screen):
+    screen, data = screen
+    with pytest.raises(ConfigError, match="at least 1 validation sample, got size=0"):
+        ZeroShot(screen.scheme, screen.base, data.val, size=0)
+    with pytest.raises(ValueError, match="genome"):
+        screen.errors(np.full((1, screen.scheme.dim), 2.0))
