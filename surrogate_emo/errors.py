@@ -23,6 +23,10 @@ class FineTuneDiverged(SurrogateEMOError, ArithmeticError):
     """Fine-tuning produced a non-finite loss or weights."""
 
 
+class SearchExhausted(SurrogateEMOError, RuntimeError):
+    """A search can propose no genome that builds a model it has not evaluated yet."""
+
+
 class StudyMismatchError(SurrogateEMOError, ValueError):
     """A study on disk was written by a different configuration than the one resuming it."""
 

@@ -164,7 +164,8 @@ def make_search(config: RunConfig, setup: Setup) -> Search:
     n_obj = 1 + len(cheap_names)
     return search_class(config).from_config(config, setup.scheme.dim, n_obj, n_expensive=1,
                                             ref_point=setup.evaluator.ref_point,
-                                            cheap=setup.evaluator.cheap_objectives, features=setup.zero_shot.features)
+                                            cheap=setup.evaluator.cheap_objectives, features=setup.zero_shot.features,
+                                            structure=setup.scheme.structure_keys)
 
 
 def final_model(setup: Setup, evaluation: Evaluation, config: RunConfig, epochs: float | None = None,

@@ -93,3 +93,31 @@ def test_a_feature_surrogate_is_told_the_features_and_they_are_recorded():
     assert len(notes[0]["features"]) == 1
     # never the thousands of points the pool's evolution predicts: the archive, the pool, the chosen
     assert max(calls) <= 30 + 30 // 4 + 14
+
+
+def coarse(X):
+    """A structure that reads the first two genes to a tenth: many genomes build one model."""
+    return [(int(row[0] * 10), int(row[1] * 10)) for row in X]
+
+
+def test_the_pool_never_offers_a_structure_already_evaluated():
+    search = drive(make(q=2, structure=coarse), 16)
+    assert len(set(coarse(search.X))) == 16  # the design's 8 are distinct in a Latin hypercube; the infill's too
+
+
+def test_a_space_of_few_structures_still_gets_its_batches():
+    search = drive(make(q=2, structure=lambda X: [int(row[0] * 3) for row in X]), 12)
+    assert len(search.X) == 12 and len({row.tobytes() for row in search.X}) == 12
+
+
+def test_screen_generations_evolve_the_pool_on_the_features_too():
+    calls = []
+
+    def features(X):
+        calls.append(len(X))
+        return ZDT1.evaluate(X)[:, :1]
+
+    search = drive(make(surrogate="rf-f0", features=features, screen_generations=2), 10)
+    assert len(search.iterations) == 1 and sum(calls) > 2 * 30  # two generations of 30 offspring, at least
+    with pytest.raises(ConfigError, match="screen_generations >= 0"):
+        make(screen_generations=-1)

@@ -101,6 +101,11 @@ class Scheme(ABC):
         """The per-layer settings ``genome`` asks for, one per compressed layer."""
         return self._decode(self.validate(genome))
 
+    def structure_keys(self, X) -> list[str]:
+        """One key per genome of ``X`` (`n x d`): the settings it decodes to. Genomes with the same key build the same
+        model (same ranks, kept counts, bits), so a search never needs to evaluate a key twice."""
+        return [repr(self._decode(genome)) for genome in self.validate_matrix(X)]
+
     # ---- building ----------------------------------------------------------------------------------------------
 
     def compress(self, model: nn.Module, genome) -> nn.Module:

@@ -54,22 +54,27 @@ class SurrogateSearch(Search):
     stateless = True
 
     def __init__(self, dim: int, n_obj: int, seed: int = 0, surrogate: str = "gp", infill: str = "ehvi-lazy", q: int = 1,
-                 n_init: int = 20, pool_size: int = 100, pool_generations: int = 25, n_expensive: int = 1,
+                 n_init: int = 20, pool_size: int = 100, pool_generations: int = 25, screen_generations: int = 0,
+                 n_expensive: int = 1,
                  cheap: Callable[[np.ndarray], np.ndarray] | None = None, ref_point=None,
-                 log_scale: bool = False, features: Features | None = None) -> None:
+                 log_scale: bool = False, features: Features | None = None,
+                 structure: Callable[[np.ndarray], list] | None = None) -> None:
         super().__init__(dim, n_obj, seed)
-        if q < 1 or n_init < 2 or pool_size < q or pool_generations < 1:
-            raise ConfigError(f"need q >= 1, n_init >= 2, pool_size >= q and pool_generations >= 1; got q={q}, "
-                              f"n_init={n_init}, pool_size={pool_size}, pool_generations={pool_generations}")
+        if q < 1 or n_init < 2 or pool_size < q or pool_generations < 1 or screen_generations < 0:
+            raise ConfigError(f"need q >= 1, n_init >= 2, pool_size >= q, pool_generations >= 1 and "
+                              f"screen_generations >= 0; got q={q}, n_init={n_init}, pool_size={pool_size}, "
+                              f"pool_generations={pool_generations}, screen_generations={screen_generations}")
         if not 1 <= n_expensive <= n_obj or (cheap is None) != (n_expensive == n_obj):
             raise ConfigError(f"n_expensive must be in [1, {n_obj}] and cheap objectives given exactly when some "
                               f"objectives are cheap; got n_expensive={n_expensive}, cheap={cheap!r}")
         self.surrogate_name, self.infill = surrogate, make_infill(infill)
         make_surrogate(surrogate)  # fail now, not after the initial design, on an unknown name
         self.q, self.n_init, self.pool_size, self.pool_generations = q, n_init, pool_size, pool_generations
+        self.screen_generations = screen_generations
         self.n_expensive, self.cheap, self.log_scale = n_expensive, cheap, log_scale
         # cheap features of genomes (the fidelity-0 error), read by surrogates that use them; timed per iteration
         self.features = None if features is None else _Timed(features)
+        self.structure = structure  # genomes -> the model each builds: a pool never offers one already evaluated
         self.ref_point = np.ones(n_obj) if ref_point is None else np.asarray(ref_point, dtype=np.float64)
         self._design = qmc.LatinHypercube(d=dim, seed=seed).random(n_init)
         self.X = np.zeros((0, dim))
@@ -79,11 +84,11 @@ class SurrogateSearch(Search):
 
     @classmethod
     def from_config(cls, config, dim: int, n_obj: int, cheap=None, n_expensive: int = 1, ref_point=None,
-                    features=None, **_):
+                    features=None, structure=None, **_):
         return cls(dim, n_obj, seed=config.seed, surrogate=config.surrogate, infill=config.infill, q=config.q,
                    n_init=config.n_init, pool_size=config.pool_size, pool_generations=config.pool_generations,
-                   n_expensive=n_expensive, cheap=cheap, ref_point=ref_point, log_scale=config.error_scale == "log",
-                   features=features)
+                   screen_generations=config.screen_generations, n_expensive=n_expensive, cheap=cheap, ref_point=ref_point, log_scale=config.error_scale == "log",
+                   features=features, structure=structure)
 
     def ask(self, n_max: int) -> np.ndarray:
         self._last = {}
@@ -121,7 +126,7 @@ class SurrogateSearch(Search):
         context = self._context(surrogate, seed)
         # the pool evolves on the genome alone: features cost a forward pass per point, NSGA-II asks for thousands
         on_genome = surrogate.genome_only() if isinstance(surrogate, FeatureSurrogate) else surrogate
-        pool = self._pool(self._context(on_genome, seed), seed)
+        pool = self._pool(self._context(on_genome, seed), seed, refine=context if on_genome is not surrogate else None)
         pooled = time.perf_counter()
         chosen = pool[self.infill.select(context, pool, min(self.q, n_max))]
         stats = {"fit_seconds": fitted - started, "pool_seconds": pooled - fitted,
@@ -147,8 +152,10 @@ class SurrogateSearch(Search):
         self.X = np.vstack([self.X, np.asarray(X, dtype=np.float64)])
         self.F = np.vstack([self.F, np.asarray(F, dtype=np.float64)])
 
-    def _pool(self, context: InfillContext, seed: int) -> np.ndarray:
-        """NSGA-II on the predictions, started from the archive's best, plus uniform points for exploration."""
+    def _pool(self, context: InfillContext, seed: int, refine: InfillContext | None = None) -> np.ndarray:
+        """NSGA-II on the predictions, started from the archive's best, plus uniform points for exploration. With
+        ``refine`` (a feature surrogate's context) and ``screen_generations``, the evolved population then evolves
+        that many generations more on the feature surrogate: every new point costs its features (a forward pass)."""
         by_front = np.concatenate(NonDominatedSorting().do(self.F))  # archive rows, best fronts first
         start = self.X[by_front[: self.pool_size]]
         rng = np.random.default_rng(seed)
@@ -157,10 +164,29 @@ class SurrogateSearch(Search):
         result = minimize(_PredictedProblem(context, self.dim),
                           NSGA2(pop_size=self.pool_size, sampling=start, eliminate_duplicates=True),
                           ("n_gen", self.pool_generations), seed=seed, verbose=False)
-        pool = np.vstack([result.pop.get("X"), rng.random((self.pool_size // 4, self.dim))])
-        # never propose what the archive already holds
-        known = {row.tobytes() for row in self.X}
-        return np.clip(np.array([row for row in pool if row.tobytes() not in known]), 0.0, 1.0)
+        if refine is not None and self.screen_generations:
+            result = minimize(_PredictedProblem(refine, self.dim),
+                              NSGA2(pop_size=self.pool_size, sampling=result.pop.get("X"), eliminate_duplicates=True),
+                              ("n_gen", self.screen_generations), seed=seed, verbose=False)
+        pool = np.clip(np.vstack([result.pop.get("X"), rng.random((self.pool_size // 4, self.dim))]), 0.0, 1.0)
+        # never propose what the archive already holds, nor one model twice
+        key = (lambda X: [row.tobytes() for row in X]) if self.structure is None else self.structure
+        taken, fresh = set(key(self.X)) if len(self.X) else set(), []
+        for row, row_key in zip(pool, key(pool)):
+            if row_key not in taken:
+                taken.add(row_key)
+                fresh.append(row)
+        for _ in range(100 * self.q):  # a pool of known models only (a tiny space): uniform draws until q new ones
+            if len(fresh) >= self.q:
+                break
+            row = rng.random((1, self.dim))
+            if key(row)[0] not in taken:
+                taken.add(key(row)[0])
+                fresh.append(row[0])
+        if len(fresh) < self.q:  # every model of the space evaluated: repeats, but never an archived genome
+            known = {row.tobytes() for row in self.X}
+            fresh += [row for row in pool if row.tobytes() not in known][: self.q - len(fresh)]
+        return np.array(fresh).reshape(-1, self.dim)
 
 
 class _Timed:
