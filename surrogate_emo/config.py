@@ -17,7 +17,7 @@ from surrogate_emo.errors import ConfigError
 
 # Fields that may change when a run is resumed: they do not change what any trial computes.
 # Output locations (output_dir, study, cache_dir) are among them.
-RESUMABLE_FIELDS = ("budget", "time_limit", "progress", "output_dir", "final_test", "n_jobs", "cache_dir", "study",
+RESUMABLE_FIELDS = ("budget", "time_limit", "step_limit", "progress", "output_dir", "final_test", "n_jobs", "cache_dir", "study",
                     "dask_scheduler", "device")
 
 # Fields a built-in search never reads: a resumed run may differ in them (a default changed since it started).
@@ -115,6 +115,9 @@ class RunConfig:
     budget: int = _opt(300, "true evaluations (fine-tunings) the search may spend", SEARCH)
     time_limit: float | None = _opt(None, "wall-clock seconds after which no new batch is started", RUNNING,
                                     shown="no limit")
+    step_limit: int | None = _opt(None, "fine-tuning steps of the whole run (all sessions) after which no new batch "
+                                  "is started: a budget in compute rather than in evaluations", SEARCH,
+                                  shown="no limit")
     pop_size: int = _opt(30, "NSGA-II population size; batch size of random search", SEARCH)
     surrogate: str = _opt("gp", "surrogate of the error: gp, rf (random forest), or package.module:SurrogateClass",
                         LOOP, names=("gp", "rf", "gp-f0", "rf-f0"))
@@ -210,6 +213,7 @@ class RunConfig:
             ("pop_size", self.pop_size >= 2, "an integer >= 2"),
             ("threads", self.threads >= 1, "an integer >= 1"),
             ("time_limit", self.time_limit is None or self.time_limit > 0, "a positive number of seconds or unset"),
+            ("step_limit", self.step_limit is None or self.step_limit >= 1, "an integer >= 1 or unset"),
             ("q", self.q >= 1, "an integer >= 1"),
             ("error_scale", self.error_scale in ("log", "linear"), "'log' or 'linear'"),
             ("n_init", self.n_init >= 2, "an integer >= 2"),

@@ -248,7 +248,8 @@ def run_in_study(config: RunConfig, evaluator, search: Search, identity: dict | 
             study.set_info(run_id, **info)
         with evaluation_backend(config.n_jobs, config.dask_scheduler) as n_jobs:  # this machine or a cluster
             runner = TrialRunner(evaluator, study, run_id, config.seed, config.budget, evaluator.ref_point,
-                                 progress=config.progress, n_jobs=n_jobs, time_limit=config.time_limit)
+                                 progress=config.progress, n_jobs=n_jobs, time_limit=config.time_limit,
+                                 step_limit=config.step_limit)
             runner.run(search)
     finally:
         limits.restore_original_limits()

@@ -188,3 +188,12 @@ def test_a_study_whose_stored_keys_became_resumable_still_resumes(tmp_path):
         stored["cache_dir"] = "~/.cache/surrogate_emo"
         db.execute("UPDATE runs SET config = ?", (json.dumps(stored),))
     assert run(tiny_config(tmp_path, budget=4)).summary["replayed_from_study"] == 4
+
+
+def test_a_step_limit_counts_every_session_and_stops_between_batches(tmp_path):
+    options = dict(budget=50, pop_size=5, finetune_steps=10, warm_start=False, final_test=False)
+    first = run(tiny_config(tmp_path, step_limit=25, **options))
+    assert first.summary["stopped_by"] == "step_limit" and first.summary["true_evaluations"] == 5  # 50 steps >= 25
+    again = run(tiny_config(tmp_path, step_limit=80, **options))  # the 50 stored steps count: one batch more
+    assert again.summary["stopped_by"] == "step_limit" and again.summary["true_evaluations"] == 10
+    assert again.summary["replayed_from_study"] == 5

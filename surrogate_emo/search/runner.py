@@ -26,7 +26,8 @@ GENOME_TOLERANCE = 1e-9
 
 
 class TrialRunner:
-    """Numbers trials, evaluates or replays them, and stops at ``budget`` true evaluations.
+    """Numbers trials, evaluates or replays them, and stops at ``budget`` true evaluations (or, between batches, at
+    ``time_limit`` seconds of this session or ``step_limit`` fine-tuning steps of the whole run).
 
     Resume works by replay: the search is rerun from its seed, and each trial already in the study is answered
     from the study instead of being fine-tuned again. A stored genome that differs from the one proposed by more
@@ -41,7 +42,7 @@ class TrialRunner:
 
     def __init__(self, evaluator: Evaluator, study: Study, run_id: int, seed: int, budget: int,
                  ref_point: np.ndarray, progress: bool = True, n_jobs: int = 1,
-                 time_limit: float | None = None) -> None:
+                 time_limit: float | None = None, step_limit: int | None = None) -> None:
         if budget < 1:
             raise ConfigError(f"budget must be at least 1 true evaluation, got {budget}")
         self.evaluator, self.study, self.run_id, self.seed, self.budget = evaluator, study, run_id, seed, budget
@@ -51,7 +52,7 @@ class TrialRunner:
         self.replayed = 0
         self.evaluated_now = 0  # true evaluations run in this session (in whichever process)
         self.search_seconds = 0.0
-        self.n_jobs, self.time_limit = n_jobs, time_limit
+        self.n_jobs, self.time_limit, self.step_limit = n_jobs, time_limit, step_limit
         self.stopped_by = "budget"
         self._stored = study.evaluations(run_id, pending=True)
         self._next_trial = 0
@@ -78,6 +79,9 @@ class TrialRunner:
             while self.remaining > 0:
                 if self.time_limit is not None and time.perf_counter() - started >= self.time_limit:
                     self.stopped_by = "time_limit"
+                    break
+                if self.step_limit is not None and sum(e.steps for e in self.history) >= self.step_limit:
+                    self.stopped_by = "step_limit"  # counted over every session: the stored steps are exact
                     break
                 start = time.perf_counter()
                 X = np.atleast_2d(search.ask(self.remaining))
