@@ -100,9 +100,11 @@ def test_killed_process_resumes_with_the_same_command(tmp_path):
     assert after[: len(before)] == before  # nothing finished before the kill was redone or changed
 
 
-def test_surrogate_run_interrupted_mid_batch_resumes_to_the_same_archive(tmp_path, monkeypatch):
-    options = dict(search="surrogate", surrogate="rf", n_init=4, q=3, budget=13, pool_size=20, pool_generations=3,
-                   final_test=False)
+@pytest.mark.parametrize("surrogate", [dict(surrogate="rf"), dict(surrogate="rf-f0", screen_generations=1)],
+                         ids=["rf", "rf-f0 screened"])
+def test_surrogate_run_interrupted_mid_batch_resumes_to_the_same_archive(tmp_path, monkeypatch, surrogate):
+    options = dict(search="surrogate", n_init=4, q=3, budget=13, pool_size=20, pool_generations=3,
+                   final_test=False, **surrogate)
     reference = run(tiny_config(tmp_path, name="reference", **options))
     original_call = Evaluator.evaluate
     calls = {"n": 0}
