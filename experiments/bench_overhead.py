@@ -25,7 +25,8 @@ from surrogate_emo.schemes import LowRankSparseScheme
 from surrogate_emo.search import SurrogateSearch
 
 OUT = Path("results/overhead")
-SETTINGS = [("gp", "ehvi"), ("gp", "ehvi-lazy"), ("rf", "ehvi"), ("rf", "ehvi-lazy")]
+SETTINGS = [("gp", "ehvi"), ("gp", "ehvi-lazy"), ("gp", "ehvi-exact"), ("rf", "ehvi"), ("rf", "ehvi-lazy"),
+            ("rf", "ehvi-exact")]
 
 
 def main() -> None:

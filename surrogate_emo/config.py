@@ -122,7 +122,7 @@ class RunConfig:
     surrogate: str = _opt("gp", "surrogate of the error: gp, rf (random forest), or package.module:SurrogateClass",
                         LOOP, names=("gp", "rf", "gp-f0", "rf-f0"))
     infill: str = _opt("ehvi-lazy", "infill criterion, or package.module:Class", LOOP,
-                     names=("ehvi-lazy", "ehvi", "ehvi-bands", "parego", "mean", "random"))
+                     names=("ehvi-lazy", "ehvi", "ehvi-exact", "ehvi-bands", "parego", "mean", "random"))
     error_scale: str = _opt("log", "scale on which the surrogate models the error", LOOP, choices=("log", "linear"))
     q: int = _opt(4, "infill candidates truly evaluated per surrogate iteration", LOOP)
     n_init: int = _opt(20, "Latin-hypercube initial design of the surrogate loop (true evaluations)", LOOP)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.stats import norm
 from botorch.acquisition.logei import qLogExpectedImprovement
 from botorch.acquisition.multi_objective.logei import qLogExpectedHypervolumeImprovement
 from botorch.acquisition.multi_objective.objective import GenericMCMultiOutputObjective
@@ -183,6 +184,59 @@ class LazyEHVI(EHVI):
         return _pick_lazily(_ehvi(context, pool), pool, q)
 
 
+def expected_improvement_2d(front: np.ndarray, mean: np.ndarray, sd: np.ndarray, cheap: np.ndarray,
+                            ref_point: np.ndarray, log_scale: bool) -> np.ndarray:
+    """Expected hypervolume improvement in closed form of candidates whose first objective is Gaussian (``mean``,
+    ``sd``; of its logarithm with ``log_scale``, so log-normal) and whose second is known exactly (``cheap``), over
+    the minimized two-objective ``front`` up to ``ref_point``.
+
+    For a candidate at cheap value ``c``, the improvement is ``sum_k (b_k - a_k) E[max(0, G_k - e)]`` over the steps
+    ``[a_k, b_k)`` of the front's staircase right of ``c``, where ``G_k`` is the best error at that step; the
+    expectation is ``(G - m) Phi(z) + s phi(z)`` for a Gaussian, ``G Phi(z) - exp(m + s^2 / 2) Phi(z - s)`` with
+    ``z = (log G - m) / s`` for a log-normal. Written here because BoTorch's analytic EHVI models every objective
+    as Gaussian in objective space, and its Monte-Carlo one costs a second per iteration at an archive of 200.
+    """
+    inside = front[np.all(front < ref_point, axis=1)]
+    order = np.argsort(inside[:, 1], kind="stable")
+    steps = inside[order, 1]  # the staircase changes level at each front point's cheap value
+    best = np.minimum.accumulate(inside[order, 0]) if len(inside) else np.zeros(0)
+    edges = np.concatenate([steps, [ref_point[1]]])  # step k: [edges[k], edges[k + 1]) at level best[k]
+    levels = np.concatenate([[ref_point[0]], best])  # left of the first point, the reference error
+    starts = np.concatenate([[-np.inf], steps])
+    widths = np.clip(np.minimum(edges[None, :], ref_point[1]) - np.maximum(starts[None, :], cheap[:, None]), 0.0, None)
+    sd = np.maximum(sd, 1e-12)[:, None]
+    mean = mean[:, None]
+    if log_scale:
+        z = (np.log(np.maximum(levels, 1e-300))[None, :] - mean) / sd
+        gain = levels[None, :] * norm.cdf(z) - np.exp(mean + sd**2 / 2) * norm.cdf(z - sd)
+    else:
+        z = (levels[None, :] - mean) / sd
+        gain = (levels[None, :] - mean) * norm.cdf(z) + sd * norm.pdf(z)
+    return (widths * np.maximum(gain, 0.0)).sum(axis=1)
+
+
+class ExactEHVI(Infill):
+    """EHVI of two objectives, the first modelled and the second exact, in closed form
+    (`expected_improvement_2d`): milliseconds instead of BoTorch's Monte-Carlo second. A batch is chosen greedily,
+    each pick added to the front at its predicted median before the next (Ginsbourger's kriging believer)."""
+
+    def _select(self, context, pool, q):
+        if context.F.shape[1] != 2 or context.n_expensive != 1:
+            raise ConfigError(f"infill 'ehvi-exact' needs two objectives, the first modelled and the second exact; got "
+                              f"{context.F.shape[1]} objectives, {context.n_expensive} modelled")
+        mean, var = context.surrogate.predict(pool)
+        mean, sd, cheap = mean[:, 0], np.sqrt(var[:, 0]), context.cheap_values(pool)[:, 0]
+        median = np.exp(mean) if context.log_scale else mean
+        front, chosen = context.F.copy(), []
+        for _ in range(q):
+            values = expected_improvement_2d(front, mean, sd, cheap, context.ref_point, context.log_scale)
+            values[chosen] = -np.inf
+            best = int(np.argmax(values))
+            chosen.append(best)
+            front = np.vstack([front, [median[best], cheap[best]]])
+        return np.array(chosen)
+
+
 class EHVIBands(Infill):
     """EHVI with one pick in each of ``q`` bands of the first cheap objective (quantiles over the pool), each
     conditioned on the picks before it: spreads a batch along the front instead of piling it where the front
@@ -248,8 +302,9 @@ class RandomFromPool(Infill):
         return np.random.default_rng(context.seed).choice(len(pool), size=q, replace=False)
 
 
-INFILLS: dict[str, type[Infill]] = {"ehvi": EHVI, "ehvi-lazy": LazyEHVI, "ehvi-bands": EHVIBands,
-                                   "parego": ParEGO, "mean": PredictedMean, "random": RandomFromPool}
+INFILLS: dict[str, type[Infill]] = {"ehvi": EHVI, "ehvi-lazy": LazyEHVI, "ehvi-exact": ExactEHVI,
+                                   "ehvi-bands": EHVIBands, "parego": ParEGO, "mean": PredictedMean,
+                                   "random": RandomFromPool}
 
 
 def infill_class(name: str) -> type[Infill]:

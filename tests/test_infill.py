@@ -36,7 +36,7 @@ def test_chooses_q_distinct_pool_rows_deterministically(name):
     assert np.array_equal(first, make_infill(name).select(context(), POOL, 3))
 
 
-@pytest.mark.parametrize("name", ["ehvi", "ehvi-lazy", "mean"])
+@pytest.mark.parametrize("name", ["ehvi", "ehvi-lazy", "ehvi-exact", "mean"])
 def test_hypervolume_criteria_pick_the_dominating_candidate_first(name):
     chosen = make_infill(name).select(context(), POOL, 2)
     assert chosen[0] == 1  # (0.1, 0.1) dominates the whole archive
@@ -62,7 +62,8 @@ def test_q_larger_than_the_pool_is_cut_to_the_pool():
 
 
 def test_unknown_infill_lists_the_known_ones():
-    with pytest.raises(ConfigError, match="unknown infill criterion 'ei'; known: ehvi, ehvi-bands, ehvi-lazy, mean, parego, random"):
+    with pytest.raises(ConfigError, match="unknown infill criterion 'ei'; known: ehvi, ehvi-bands, ehvi-exact, ehvi-lazy, mean, "
+                                         "parego, random"):
         make_infill("ei")
 
 
@@ -136,3 +137,30 @@ def test_the_botorch_objective_turns_log_scale_samples_back_and_keeps_the_cheap_
                                   cheap=None, ref_point=np.ones(2), seed=0, log_scale=True)
     torch.testing.assert_close(botorch_objective(all_expensive)(both, X[:1]),
                                -torch.tensor([0.3, 0.7], dtype=torch.float64).reshape(1, 1, 1, 2), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("log_scale", [False, True])
+def test_the_closed_form_ehvi_is_the_monte_carlo_expectation(log_scale):
+    from surrogate_emo.front import hypervolume
+    from surrogate_emo.infill import expected_improvement_2d
+
+    rng = np.random.default_rng(0)
+    front = np.array([[0.1, 0.8], [0.2, 0.5], [0.4, 0.2], [0.7, 0.05], [0.3, 0.6]])  # one point dominated
+    ref = np.array([1.0, 1.0])
+    mean = np.array([0.15, 0.35, 0.05, 0.6])
+    mean = np.log(mean) if log_scale else mean
+    sd, cheap = np.array([0.1, 0.3, 0.05, 0.2]), np.array([0.3, 0.1, 0.7, 0.01])
+    exact = expected_improvement_2d(front, mean, sd, cheap, ref, log_scale)
+    base = hypervolume(front, ref)
+    for i in range(4):
+        draws = rng.normal(mean[i], sd[i], 4000)
+        draws = np.exp(draws) if log_scale else draws
+        gains = [hypervolume(np.vstack([front, [e, cheap[i]]]), ref) - base for e in draws]
+        assert exact[i] == pytest.approx(np.mean(gains), rel=0.05, abs=2e-4)
+
+
+def test_the_closed_form_ehvi_needs_one_modelled_and_one_exact_objective():
+    three = InfillContext(surrogate=Oracle().fit(POOL, POOL[:, :1]), X=POOL, F=np.hstack([POOL, POOL[:, :1]]),
+                          n_expensive=1, cheap=lambda X: X, ref_point=np.ones(3), seed=0)
+    with pytest.raises(ConfigError, match="two objectives, the first modelled and the second exact; got 3"):
+        make_infill("ehvi-exact").select(three, POOL, 1)
