@@ -87,8 +87,8 @@ class SurrogateSearch(Search):
                     features=None, structure=None, **_):
         return cls(dim, n_obj, seed=config.seed, surrogate=config.surrogate, infill=config.infill, q=config.q,
                    n_init=config.n_init, pool_size=config.pool_size, pool_generations=config.pool_generations,
-                   screen_generations=config.screen_generations, n_expensive=n_expensive, cheap=cheap, ref_point=ref_point, log_scale=config.error_scale == "log",
-                   features=features, structure=structure)
+                   screen_generations=config.screen_generations, n_expensive=n_expensive, cheap=cheap,
+                   ref_point=ref_point, log_scale=config.error_scale == "log", features=features, structure=structure)
 
     def ask(self, n_max: int) -> np.ndarray:
         self._last = {}
@@ -169,7 +169,11 @@ class SurrogateSearch(Search):
                               NSGA2(pop_size=self.pool_size, sampling=result.pop.get("X"), eliminate_duplicates=True),
                               ("n_gen", self.screen_generations), seed=seed, verbose=False)
         pool = np.clip(np.vstack([result.pop.get("X"), rng.random((self.pool_size // 4, self.dim))]), 0.0, 1.0)
-        # never propose what the archive already holds, nor one model twice
+        return self._unseen(pool, rng)
+
+    def _unseen(self, pool: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The rows of ``pool`` that build a model neither the archive nor an earlier row builds (by ``structure``;
+        without it, by the genome itself), topped up with uniform draws to ``q`` where too few are left."""
         key = (lambda X: [row.tobytes() for row in X]) if self.structure is None else self.structure
         taken, fresh = set(key(self.X)) if len(self.X) else set(), []
         for row, row_key in zip(pool, key(pool)):
