@@ -22,10 +22,10 @@ RESUMABLE_FIELDS = ("budget", "time_limit", "step_limit", "progress", "output_di
 
 # Fields a built-in search never reads: a resumed run may differ in them (a default changed since it started).
 _LOOP_ONLY = ("surrogate", "infill", "error_scale", "q", "n_init", "pool_size", "pool_generations", "screen_size",
-              "screen_generations")
+              "screen_generations", "screen_design")
 UNUSED_FIELDS = {"nsga2": _LOOP_ONLY, "random": _LOOP_ONLY, "surrogate": ("pop_size",),
                  "botorch": ("pop_size", "surrogate", "infill", "pool_size", "pool_generations", "screen_size",
-                             "screen_generations")}
+                             "screen_generations", "screen_design")}
 
 
 # The compression scheme of every run made before schemes were named; left out of `RunConfig.identity` when chosen.
@@ -34,7 +34,7 @@ DEFAULT_SCHEME = "lowrank-sparse"
 # Fields added with the compression schemes, read only by some of them: left out of `RunConfig.identity` at their
 # defaults, so the runs and studies made before them keep their names and keys.
 LATER_FIELDS = ("scheme", "objective_decades", "coding", "index_bits", "dataflow", "recovery", "min_bits", "max_bits", "global_keep",
-                "final_schedule", "screen_size", "screen_generations")
+                "final_schedule", "screen_size", "screen_generations", "screen_design")
 
 # What a stored run that lacks a field had: the cheap objectives were linear ratios before ``objective_scale``.
 LEGACY_VALUES = {"objective_scale": "linear"}
@@ -134,6 +134,9 @@ class RunConfig:
     screen_generations: int = _opt(0, "with gp-f0 or rf-f0: NSGA-II generations more on the feature surrogate after "
                                    "the pool's evolution on the genome alone (each new point: one fidelity-0 "
                                    "evaluation)", LOOP)
+    screen_design: int = _opt(0, "choose the n_init design points from this many Latin-hypercube points by their "
+                              "fidelity-0 error and exact costs (NSGA-II rank and crowding); 0: the plain design",
+                              LOOP)
     warm_start: bool = _opt(True, "cache fine-tuned models and warm-start new candidates from the nearest one",
                              FINETUNE)
     warm_fraction: float = _opt(0.5, "fraction of the fine-tuning steps a warm-started candidate gets", FINETUNE)
@@ -221,6 +224,8 @@ class RunConfig:
             ("pool_generations", self.pool_generations >= 1, "an integer >= 1"),
             ("screen_size", self.screen_size >= 1, "an integer >= 1"),
             ("screen_generations", self.screen_generations >= 0, "an integer >= 0"),
+            ("screen_design", self.screen_design == 0 or self.screen_design >= self.n_init,
+             f"0 or an integer >= n_init ({self.n_init})"),
             ("n_jobs", self.n_jobs != 0, "a non-zero integer (-1: all cores)"),
             ("warm_fraction", 0 < self.warm_fraction <= 1, "a fraction in (0, 1]"),
             ("model_cache_mb", self.model_cache_mb >= 1, "an integer >= 1"),

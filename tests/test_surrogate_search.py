@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from pymoo.problems import get_problem
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from surrogate_emo.errors import ConfigError
 from surrogate_emo.front import hypervolume
@@ -121,3 +122,22 @@ def test_screen_generations_evolve_the_pool_on_the_features_too():
     assert len(search.iterations) == 1 and sum(calls) > 2 * 30  # two generations of 30 offspring, at least
     with pytest.raises(ConfigError, match="screen_generations >= 0"):
         make(screen_generations=-1)
+
+
+def test_a_screened_design_keeps_the_fidelity_0_front_of_a_larger_hypercube():
+    def features(X):
+        return ZDT1.evaluate(X)[:, :1]
+
+    def cheap(X):
+        return ZDT1.evaluate(X)[:, 1:]
+
+    search = make(n_expensive=1, cheap=cheap, features=features, screen_design=64)
+    design = search.ask(100)
+    assert design.shape == (8, 4)
+    candidates = make(n_init=64).ask(100)  # the same seed's 64-point hypercube
+    first = {candidates[i].tobytes() for i in NonDominatedSorting().do(ZDT1.evaluate(candidates))[0]}
+    kept = {row.tobytes() for row in design}
+    assert kept <= {row.tobytes() for row in candidates}
+    assert kept <= first or first <= kept  # the best front first, as far as it goes
+    with pytest.raises(ConfigError, match="screen_design must be 0, or at least n_init"):
+        make(screen_design=64)  # no features

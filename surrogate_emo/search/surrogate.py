@@ -12,7 +12,9 @@ from collections.abc import Callable
 
 import numpy as np
 from pymoo.algorithms.moo.nsga2 import NSGA2
+from pymoo.core.population import Population
 from pymoo.core.problem import Problem
+from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
 from pymoo.optimize import minimize
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 from scipy.stats import qmc
@@ -55,7 +57,7 @@ class SurrogateSearch(Search):
 
     def __init__(self, dim: int, n_obj: int, seed: int = 0, surrogate: str = "gp", infill: str = "ehvi-lazy", q: int = 1,
                  n_init: int = 20, pool_size: int = 100, pool_generations: int = 25, screen_generations: int = 0,
-                 n_expensive: int = 1,
+                 screen_design: int = 0, n_expensive: int = 1,
                  cheap: Callable[[np.ndarray], np.ndarray] | None = None, ref_point=None,
                  log_scale: bool = False, features: Features | None = None,
                  structure: Callable[[np.ndarray], list] | None = None) -> None:
@@ -64,19 +66,23 @@ class SurrogateSearch(Search):
             raise ConfigError(f"need q >= 1, n_init >= 2, pool_size >= q, pool_generations >= 1 and "
                               f"screen_generations >= 0; got q={q}, n_init={n_init}, pool_size={pool_size}, "
                               f"pool_generations={pool_generations}, screen_generations={screen_generations}")
+        if screen_design and (screen_design < n_init or features is None):
+            raise ConfigError(f"screen_design must be 0, or at least n_init ({n_init}) with fidelity-0 features (a "
+                              f"compression problem); got screen_design={screen_design}, "
+                              f"features={'none' if features is None else 'given'}")
         if not 1 <= n_expensive <= n_obj or (cheap is None) != (n_expensive == n_obj):
             raise ConfigError(f"n_expensive must be in [1, {n_obj}] and cheap objectives given exactly when some "
                               f"objectives are cheap; got n_expensive={n_expensive}, cheap={cheap!r}")
         self.surrogate_name, self.infill = surrogate, make_infill(infill)
         make_surrogate(surrogate)  # fail now, not after the initial design, on an unknown name
         self.q, self.n_init, self.pool_size, self.pool_generations = q, n_init, pool_size, pool_generations
-        self.screen_generations = screen_generations
+        self.screen_generations, self.screen_design = screen_generations, screen_design
         self.n_expensive, self.cheap, self.log_scale = n_expensive, cheap, log_scale
         # cheap features of genomes (the fidelity-0 error), read by surrogates that use them; timed per iteration
         self.features = None if features is None else _Timed(features)
         self.structure = structure  # genomes -> the model each builds: a pool never offers one already evaluated
         self.ref_point = np.ones(n_obj) if ref_point is None else np.asarray(ref_point, dtype=np.float64)
-        self._design = qmc.LatinHypercube(d=dim, seed=seed).random(n_init)
+        self._design = qmc.LatinHypercube(d=dim, seed=seed).random(screen_design or n_init)
         self.X = np.zeros((0, dim))
         self.F = np.zeros((0, n_obj))
         self.iterations: list[dict] = []  # timings and predictions of each surrogate iteration
@@ -87,12 +93,15 @@ class SurrogateSearch(Search):
                     features=None, structure=None, **_):
         return cls(dim, n_obj, seed=config.seed, surrogate=config.surrogate, infill=config.infill, q=config.q,
                    n_init=config.n_init, pool_size=config.pool_size, pool_generations=config.pool_generations,
-                   screen_generations=config.screen_generations, n_expensive=n_expensive, cheap=cheap,
+                   screen_generations=config.screen_generations, screen_design=config.screen_design,
+                   n_expensive=n_expensive, cheap=cheap,
                    ref_point=ref_point, log_scale=config.error_scale == "log", features=features, structure=structure)
 
     def ask(self, n_max: int) -> np.ndarray:
         self._last = {}
         if len(self.X) < self.n_init:
+            if len(self._design) > self.n_init:
+                self._design = self._screened_design()
             return self._design[len(self.X):][:n_max]
         chosen, surrogate, stats = self._choose(n_max, self._iteration_seed())
         mean, var = surrogate.predict(chosen)
@@ -106,6 +115,18 @@ class SurrogateSearch(Search):
             for i, row in enumerate(self.features(chosen)):
                 self._last[i]["features"] = row.tolist()
         return chosen
+
+    def _screened_design(self) -> np.ndarray:
+        """The ``n_init`` of the ``screen_design`` Latin-hypercube points that NSGA-II's rank and crowding (pymoo)
+        keeps on their fidelity-0 error and exact cheap objectives: the design is fine-tuned where the front is
+        likely to be, not spread over the whole cube."""
+        cheap = self.cheap(self._design) if self.cheap is not None else np.zeros((len(self._design), 0))
+        F = np.hstack([self.features(self._design), cheap])
+        population = Population.new(X=self._design, F=F)
+        problem = Problem(n_var=self.dim, n_obj=F.shape[1], xl=0.0, xu=1.0)
+        kept = RankAndCrowding().do(problem, population, n_survive=self.n_init,
+                                    random_state=np.random.default_rng(self.seed))
+        return np.asarray(kept.get("X"), dtype=np.float64)
 
     def _iteration_seed(self) -> int:
         """The seed of the iteration at the archive's current size: a resumed run draws the same one."""
