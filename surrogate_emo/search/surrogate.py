@@ -83,6 +83,7 @@ class SurrogateSearch(Search):
         self.structure = structure  # genomes -> the model each builds: a pool never offers one already evaluated
         self.ref_point = np.ones(n_obj) if ref_point is None else np.asarray(ref_point, dtype=np.float64)
         self._design = qmc.LatinHypercube(d=dim, seed=seed).random(screen_design or n_init)
+        self._design_seconds = 0.0
         self.X = np.zeros((0, dim))
         self.F = np.zeros((0, n_obj))
         self.iterations: list[dict] = []  # timings and predictions of each surrogate iteration
@@ -101,8 +102,13 @@ class SurrogateSearch(Search):
         self._last = {}
         if len(self.X) < self.n_init:
             if len(self._design) > self.n_init:
+                started = time.perf_counter()
                 self._design = self._screened_design()
-            return self._design[len(self.X):][:n_max]
+                self._design_seconds = time.perf_counter() - started
+            design = self._design[len(self.X):][:n_max]
+            if self.screen_design:  # what choosing the design cost, with each of its trials (the same number)
+                self._last = {i: {"design_feature_seconds": self._design_seconds} for i in range(len(design))}
+            return design
         chosen, surrogate, stats = self._choose(n_max, self._iteration_seed())
         mean, var = surrogate.predict(chosen)
         if self.log_scale:
