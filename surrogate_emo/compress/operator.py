@@ -21,7 +21,7 @@ _SVD_MEMO_SIZE = 32  # distinct matrices; the dense base's layers are decomposed
 
 def _svd(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``torch.linalg.svd(w)`` of a float64 matrix, remembered by the matrix's bytes: screening a pool compresses the
-    same dense layer hundreds of times, and its SVD is most of the cost (40 of 60 ms for LeNet-300-100)."""
+    same dense layer hundreds of times, and its SVD is most of the cost (50 of 63 ms for LeNet-300-100)."""
     key = (tuple(w.shape), hashlib.sha1(w.contiguous().numpy().tobytes()).digest())
     if key in _SVD_MEMO:
         _SVD_MEMO.move_to_end(key)
