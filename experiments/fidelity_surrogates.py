@@ -1,15 +1,16 @@
 """Offline check of the fidelity-0 surrogates against the plain ones (issue 13): fit each on the GP loop's archive
-of a study-2 seed (100 evaluations), predict log(error) on that seed's NSGA-II archive (1,000 evaluations, held
-out), and report Spearman and RMSE over the whole archive and near its front (first 5 non-dominated layers),
+of a seed (study 2: 100 evaluations; study 3: 60), predict log(error) on that seed's NSGA-II archive (1,000; 300),
+held out, and report Spearman and RMSE over the whole archive and near its front (first 5 non-dominated layers),
 beside the fidelity-0 error alone.
 
-    OMP_NUM_THREADS=1 python experiments/fidelity_surrogates.py
+    OMP_NUM_THREADS=1 python experiments/fidelity_surrogates.py [lenet300|lenet5]
 
-Writes results/fidelity/surrogates_offline.md.
+Writes results/fidelity/surrogates_offline.md (LeNet-300-100) or surrogates_offline_lenet5.md.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -24,9 +25,14 @@ from surrogate_emo.pipeline import prepare
 from surrogate_emo.search.surrogate import LOG_FLOOR
 from surrogate_emo.surrogates import make_surrogate
 
-RUNS = Path("results/lenet300_fashion/lenet-300-100_fashion-mnist")
-OUT = Path("results/fidelity/surrogates_offline.md")
-CONFIG = dict(dataset="fashion-mnist", model="lenet-300-100", base_epochs=20.0, finetune_epochs=1.0, lr=0.001,
+STUDIES = {  # runs folder, output, model, fine-tuning epochs per evaluation
+    "lenet300": (Path("results/lenet300_fashion/lenet-300-100_fashion-mnist"),
+                 Path("results/fidelity/surrogates_offline.md"), "lenet-300-100", 1.0),
+    "lenet5": (Path("results/lenet5_fashion/lenet-5_fashion-mnist"),
+               Path("results/fidelity/surrogates_offline_lenet5.md"), "lenet-5", 0.5),
+}
+RUNS, OUT, MODEL, EPOCHS = STUDIES[sys.argv[1] if len(sys.argv) > 1 else "lenet300"]
+CONFIG = dict(dataset="fashion-mnist", model=MODEL, base_epochs=20.0, finetune_epochs=EPOCHS, lr=0.001,
               batch_size=128, objectives=["params"], progress=False, threads=1)
 
 
@@ -39,7 +45,7 @@ def main() -> None:
     torch.set_num_threads(1)
     setup = prepare(RunConfig(**CONFIG, output_dir="/tmp/fidelity_offline"))
     screen = setup.zero_shot
-    lines = ["| seed | predictor | Spearman, all 1,000 | RMSE of log error, all | Spearman near the front | "
+    lines = ["| seed | predictor | Spearman, whole archive | RMSE of log error, all | Spearman near the front | "
              "RMSE near the front | fit + predict s |", "|---|---|---|---|---|---|---|"]
     for seed in (0, 1, 2):
         X, F = archive(f"surrogate_gp_seed{seed}")
@@ -64,10 +70,10 @@ def main() -> None:
                          f"{spearmanr(predicted[near], truth[near])[0]:.3f} | "
                          f"{'–' if label.startswith('fidelity') else f'{rmse_near:.3f}'} | {cost} |")
             print(lines[-1], flush=True)
-    OUT.write_text("Fitted on the GP loop's 100 evaluations of study 2 (the loop's own archive), scored on the "
-                   "NSGA-II run's 1,000 evaluations of the same seed (near the front: its first 5 non-dominated "
-                   f"layers). Fidelity 0: the compressed model's error on the first {screen.val.y.numel()} validation "
-                   "samples, no fine-tuning.\n\n" + "\n".join(lines) + "\n")
+    OUT.write_text(f"{MODEL}: fitted on the GP loop's {len(X)} evaluations (the loop's own archive), scored on the "
+                   f"NSGA-II run's {len(X_test)} evaluations of the same seed (near the front: its first 5 "
+                   f"non-dominated layers). Fidelity 0: the compressed model's error on the first "
+                   f"{screen.val.y.numel()} validation samples, no fine-tuning.\n\n" + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
