@@ -20,6 +20,7 @@ import numpy as np
 from scipy.stats import mannwhitneyu
 
 from surrogate_emo.compare import load_run
+from surrogate_emo.evaluate import cheap_objective
 from surrogate_emo.front import hypervolume, hypervolume_trace
 
 STUDIES = {
@@ -35,7 +36,7 @@ STUDIES = {
 
 
 def log_axis(ratio) -> np.ndarray:
-    return 1.0 + np.log10(np.maximum(np.asarray(ratio, dtype=np.float64), 1e-12)) / 3.0
+    return cheap_objective(ratio, "log", decades=3.0)  # the package's own log scale of a compression ratio
 
 
 class Study:

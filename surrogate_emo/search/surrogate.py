@@ -211,8 +211,9 @@ class SurrogateSearch(Search):
             if len(fresh) >= self.q:
                 break
             row = rng.random((1, self.dim))
-            if key(row)[0] not in taken:
-                taken.add(key(row)[0])
+            row_key = key(row)[0]
+            if row_key not in taken:
+                taken.add(row_key)
                 fresh.append(row[0])
         if len(fresh) < self.q:  # every model of the space evaluated: repeats, but never an archived genome
             known = {row.tobytes() for row in self.X}
