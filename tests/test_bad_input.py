@@ -99,6 +99,12 @@ def test_a_misspelt_search_through_the_cli_trains_and_caches_nothing(tmp_path, c
     assert _base_models(tmp_path / "cache") == []
 
 
+def test_polishing_a_compression_problem_is_one_line(tmp_path, capsys):
+    # its cheap objectives are exact step functions of the genome: no gradient to climb
+    assert main(_run(tmp_path, "--search", "surrogate", "--polish-steps", "3")) == 2
+    _one_line_error(capsys, "polish_steps must be 0, or > 0 with every objective modelled", "cheap objectives: given")
+
+
 def test_a_model_factory_that_raises_is_a_config_error(tmp_path, capsys):
     assert main(_run(tmp_path, "--model", "math:sqrt")) == 2
     _one_line_error(capsys, "model factory 'math:sqrt' must be callable as factory(input_shape, n_classes) -> "

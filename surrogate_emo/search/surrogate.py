@@ -20,7 +20,7 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 from scipy.stats import qmc
 
 from surrogate_emo.errors import ConfigError
-from surrogate_emo.infill import InfillContext, make_infill
+from surrogate_emo.infill import EHVI, InfillContext, make_infill, polish
 from surrogate_emo.search.base import Search
 from surrogate_emo.surrogates import Features, FeatureSurrogate, Surrogate, make_surrogate
 
@@ -57,7 +57,7 @@ class SurrogateSearch(Search):
 
     def __init__(self, dim: int, n_obj: int, seed: int = 0, surrogate: str = "gp", infill: str = "ehvi-lazy", q: int = 1,
                  n_init: int = 20, pool_size: int = 100, pool_generations: int = 25, screen_generations: int = 0,
-                 screen_design: int = 0, n_expensive: int = 1,
+                 screen_design: int = 0, polish_steps: int = 0, n_expensive: int = 1,
                  cheap: Callable[[np.ndarray], np.ndarray] | None = None, ref_point=None,
                  log_scale: bool = False, features: Features | None = None,
                  structure: Callable[[np.ndarray], list] | None = None) -> None:
@@ -74,7 +74,13 @@ class SurrogateSearch(Search):
             raise ConfigError(f"n_expensive must be in [1, {n_obj}] and cheap objectives given exactly when some "
                               f"objectives are cheap; got n_expensive={n_expensive}, cheap={cheap!r}")
         self.surrogate_name, self.infill = surrogate, make_infill(infill)
-        make_surrogate(surrogate)  # fail now, not after the initial design, on an unknown name
+        differentiable = make_surrogate(surrogate).differentiable  # fails now on an unknown name, not after the design
+        if polish_steps < 0 or polish_steps and not (cheap is None and differentiable and isinstance(self.infill, EHVI)):
+            raise ConfigError(f"polish_steps must be 0, or > 0 with every objective modelled (no exact cheap "
+                              f"objectives), a differentiable surrogate (gp) and an EHVI infill (ehvi, ehvi-lazy); "
+                              f"got polish_steps={polish_steps}, cheap objectives: {'none' if cheap is None else 'given'}, "
+                              f"surrogate={surrogate}, infill={infill}")
+        self.polish_steps = polish_steps
         self.q, self.n_init, self.pool_size, self.pool_generations = q, n_init, pool_size, pool_generations
         self.screen_generations, self.screen_design = screen_generations, screen_design
         self.n_expensive, self.cheap, self.log_scale = n_expensive, cheap, log_scale
@@ -95,7 +101,7 @@ class SurrogateSearch(Search):
         return cls(dim, n_obj, seed=config.seed, surrogate=config.surrogate, infill=config.infill, q=config.q,
                    n_init=config.n_init, pool_size=config.pool_size, pool_generations=config.pool_generations,
                    screen_generations=config.screen_generations, screen_design=config.screen_design,
-                   n_expensive=n_expensive, cheap=cheap,
+                   polish_steps=config.polish_steps, n_expensive=n_expensive, cheap=cheap,
                    ref_point=ref_point, log_scale=config.error_scale == "log", features=features, structure=structure)
 
     def ask(self, n_max: int) -> np.ndarray:
@@ -156,6 +162,8 @@ class SurrogateSearch(Search):
         pool = self._pool(self._context(on_genome, seed), seed, refine=context if on_genome is not surrogate else None)
         pooled = time.perf_counter()
         chosen = pool[self.infill.select(context, pool, min(self.q, n_max))]
+        if self.polish_steps:
+            chosen = polish(context, chosen, self.polish_steps)
         stats = {"fit_seconds": fitted - started, "pool_seconds": pooled - fitted,
                  "infill_seconds": time.perf_counter() - pooled}
         if self.features is not None:  # spent inside the three above: cheap evaluations, not optimizer time

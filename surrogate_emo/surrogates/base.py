@@ -38,6 +38,8 @@ class Surrogate(ABC):
 
     #: True for surrogates that take ``features`` (cheap features of a genome) in their constructor
     uses_features: bool = False
+    #: True where ``model()`` passes gradients with respect to the genome (a GP; not a forest's trees)
+    differentiable: bool = False
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed

@@ -28,6 +28,8 @@ class GPSurrogate(Surrogate):
         True
     """
 
+    differentiable = True
+
     def _fit(self, X: np.ndarray, Y: np.ndarray) -> None:
         torch.manual_seed(self.seed)  # the optimizer's random restarts
         train_x, train_y = torch.as_tensor(X), torch.as_tensor(Y)
