@@ -68,6 +68,12 @@ class Study:
         F = np.array([[float(r["test_error"]), log_axis(1 / float(r["compression"]))] for r in rows])
         return hypervolume(F, [ref, 1.0])
 
+    def best_test_errors(self, method: str, seed: int, thresholds) -> list[float]:
+        """Per threshold: the lowest test error among the run's front models compressed at least that much."""
+        with open(self.run_dir(method, seed) / "front.csv") as handle:
+            rows = [(float(r["compression"]), float(r["test_error"])) for r in csv.DictReader(handle)]
+        return [min((e for c, e in rows if c >= t), default=np.nan) for t in thresholds]
+
     def summary(self, method: str, seed: int) -> dict:
         return json.loads((self.run_dir(method, seed) / "summary.json").read_text())
 
@@ -101,6 +107,19 @@ def main() -> None:
                          f"{', '.join(f'{v:.4f}' for v in values)} | {median(values)} | "
                          f"{'–' if method == 'nsga2' else p_value(values, nsga)} |")
         lines.append("")
+
+    thresholds = (1, 3, 10, 20, 30, 100, 300)
+    lines += ["## Where along the front: the best test error at each compression", "",
+              "Lowest test error among a front's models compressed at least that much (params ratio), median over "
+              "seeds; '–' where no model of most seeds is that small.", "",
+              "| method | " + " | ".join(f">= {t}x" for t in thresholds) + " |",
+              "|---|" + "---|" * len(thresholds)]
+    for method in study.methods:
+        best = np.array([study.best_test_errors(method, s, thresholds) for s in study.seeds_of(method)])
+        cells = [f"{np.median(column):.3f}" if np.isfinite(column).sum() * 2 > len(column) else "–"
+                 for column in np.where(np.isnan(best), np.inf, best).T]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines.append("")
 
     steps = study.summary("nsga2", 0)["finetune_steps_per_evaluation"]
     lines += ["## Validation split at equal fine-tuning steps", "",
