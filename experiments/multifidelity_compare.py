@@ -63,16 +63,19 @@ class Study:
 
     def test_hv(self, method: str, seed: int, ref: float) -> float:
         """Hypervolume of the run's validation front re-scored on the test split (front.csv)."""
-        with open(self.run_dir(method, seed) / "front.csv") as handle:
-            rows = list(csv.DictReader(handle))
-        F = np.array([[float(r["test_error"]), log_axis(1 / float(r["compression"]))] for r in rows])
+        F = np.array([[error, log_axis(1 / compression)] for compression, error in self.front(method, seed)])
         return hypervolume(F, [ref, 1.0])
 
-    def best_test_errors(self, method: str, seed: int, thresholds) -> list[float]:
-        """Per threshold: the lowest test error among the run's front models compressed at least that much."""
+    def front(self, method: str, seed: int) -> list[tuple[float, float]]:
+        """(compression, test error) of each model of the run's validation front (front.csv)."""
         with open(self.run_dir(method, seed) / "front.csv") as handle:
-            rows = [(float(r["compression"]), float(r["test_error"])) for r in csv.DictReader(handle)]
-        return [min((e for c, e in rows if c >= t), default=np.nan) for t in thresholds]
+            return [(float(r["compression"]), float(r["test_error"])) for r in csv.DictReader(handle)]
+
+    def best_test_errors(self, method: str, seed: int, thresholds) -> list[float]:
+        """Per threshold: the lowest test error among the run's front models compressed at least that much (inf
+        where none is)."""
+        rows = self.front(method, seed)
+        return [min((e for c, e in rows if c >= t), default=np.inf) for t in thresholds]
 
     def summary(self, method: str, seed: int) -> dict:
         return json.loads((self.run_dir(method, seed) / "summary.json").read_text())
@@ -116,8 +119,7 @@ def main() -> None:
               "|---|" + "---|" * len(thresholds)]
     for method in study.methods:
         best = np.array([study.best_test_errors(method, s, thresholds) for s in study.seeds_of(method)])
-        cells = [f"{np.median(column):.3f}" if np.isfinite(column).sum() * 2 > len(column) else "–"
-                 for column in np.where(np.isnan(best), np.inf, best).T]
+        cells = [f"{np.median(column):.3f}" if np.isfinite(column).sum() * 2 > len(column) else "–" for column in best.T]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines.append("")
 
