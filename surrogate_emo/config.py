@@ -119,8 +119,9 @@ class RunConfig:
                                   "is started: a budget in compute rather than in evaluations", SEARCH,
                                   shown="no limit")
     pop_size: int = _opt(30, "NSGA-II population size; batch size of random search", SEARCH)
-    surrogate: str = _opt("gp", "surrogate of the error: gp, rf (random forest), or package.module:SurrogateClass",
-                        LOOP, names=("gp", "rf", "gp-f0", "rf-f0"))
+    surrogate: str = _opt("gp", "surrogate of the error: gp, rf (random forest), gp-f0 / rf-f0 (reading the "
+                        "fidelity-0 error), package.module:SurrogateClass, or a portfolio joined by '+' (gp-f0+rf-f0: "
+                        "each picks its share of every batch)", LOOP, names=("gp", "rf", "gp-f0", "rf-f0"))
     infill: str = _opt("ehvi-lazy", "infill criterion, or package.module:Class", LOOP,
                      names=("ehvi-lazy", "ehvi", "ehvi-exact", "ehvi-bands", "parego", "mean", "random"))
     error_scale: str = _opt("log", "scale on which the surrogate models the error", LOOP, choices=("log", "linear"))

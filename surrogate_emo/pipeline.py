@@ -32,7 +32,7 @@ from surrogate_emo.report import write_problem_report, write_report
 from surrogate_emo.search import SEARCHES, TrialRunner
 from surrogate_emo.search.base import Search
 from surrogate_emo.store import Study
-from surrogate_emo.surrogates import surrogate_class
+from surrogate_emo.surrogates import portfolio
 from surrogate_emo.train import base_model, error_rate, fit, resolve_device, steps_for
 
 
@@ -112,7 +112,7 @@ def check_names(config: RunConfig) -> None:
         ConfigError: a name is unknown, or names something of the wrong kind.
     """
     search_class(config)
-    surrogate_class(config.surrogate)  # cheap: read only by the loop, but a typo is a typo
+    portfolio(config.surrogate)  # cheap: read only by the loop, but a typo is a typo
     infill_class(config.infill)
     model_factory(config.model)
     scheme = scheme_class(config.scheme)

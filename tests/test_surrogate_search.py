@@ -66,6 +66,10 @@ def test_never_proposes_an_archived_genome():
     (dict(polish_steps=5, infill="parego"), "an EHVI infill"),
     (dict(polish_steps=5, n_expensive=1, cheap=lambda X: X[:, :1]), "cheap objectives: given"),
     (dict(polish_steps=-1), "polish_steps must be 0"),
+    (dict(surrogate="gp+"), "names joined by '\\+'"),
+    (dict(surrogate="gp+svm"), "unknown surrogate 'svm'"),
+    (dict(surrogate="gp+rf+gp-f0"), "needs a batch q of at least one candidate each; got 3 surrogates"),
+    (dict(polish_steps=5, surrogate="gp+rf"), "surrogate=gp\\+rf"),
 ])
 def test_bad_settings(kwargs, message):
     with pytest.raises(ConfigError, match=message):
@@ -98,6 +102,24 @@ def test_a_feature_surrogate_is_told_the_features_and_they_are_recorded():
     assert len(notes[0]["features"]) == 1
     # never the thousands of points the pool's evolution predicts: the archive, the pool, the chosen
     assert max(calls) <= 30 + 30 // 4 + 14
+
+
+def test_a_portfolio_splits_each_batch_between_its_surrogates():
+    search = drive(make(surrogate="gp+rf", q=3), 14)
+    notes = search.annotations(search.X[-3:])
+    assert [note["surrogate"] for note in notes] == ["gp", "gp", "rf"]  # the first member takes the remainder
+    assert len({row.tobytes() for row in search.X}) == 14  # the shares never pick the same genome
+    replay = make(surrogate="gp+rf", q=3)
+    replay.tell(search.X[:11], search.F[:11])  # a resumed run: the same archive, the same batch
+    assert np.array_equal(replay.ask(3), search.X[11:])
+    assert "surrogate" not in drive(make(q=3), 11).annotations(search.X[-3:])[0]  # one surrogate: as before
+
+
+def test_a_later_share_never_picks_the_model_an_earlier_share_picked():
+    # a structure of 8 models in all: after the design, each batch's two shares must still differ in structure
+    structure = lambda X: [int(row[0] * 8) for row in X]  # noqa: E731
+    search = drive(make(surrogate="rf+rf", q=2, n_init=4, structure=structure), 8)
+    assert len(set(structure(search.X))) == 8
 
 
 def coarse(X):

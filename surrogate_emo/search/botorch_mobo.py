@@ -40,7 +40,7 @@ class BoTorchSearch(SurrogateSearch):
                          n_expensive=n_expensive, cheap=cheap, ref_point=ref_point, log_scale=log_scale)
         self.num_restarts, self.raw_samples = num_restarts, raw_samples
 
-    def _choose(self, n_max: int, seed: int) -> tuple[np.ndarray, Surrogate, dict]:
+    def _choose(self, n_max: int, seed: int) -> tuple[list[tuple[str, Surrogate, np.ndarray]], dict]:
         started = time.perf_counter()
         surrogate = self._fitted("gp", seed)
         fitted = time.perf_counter()
@@ -59,4 +59,4 @@ class BoTorchSearch(SurrogateSearch):
                                           num_restarts=self.num_restarts, raw_samples=self.raw_samples)
         stats = {"fit_seconds": fitted - started, "pool_seconds": 0.0,
                  "infill_seconds": time.perf_counter() - fitted}
-        return candidates.detach().numpy().clip(0.0, 1.0), surrogate, stats
+        return [("gp", surrogate, candidates.detach().numpy().clip(0.0, 1.0))], stats

@@ -22,7 +22,7 @@ from scipy.stats import qmc
 from surrogate_emo.errors import ConfigError
 from surrogate_emo.infill import EHVI, InfillContext, make_infill, polish
 from surrogate_emo.search.base import Search
-from surrogate_emo.surrogates import Features, FeatureSurrogate, Surrogate, make_surrogate
+from surrogate_emo.surrogates import Features, FeatureSurrogate, Surrogate, make_surrogate, portfolio
 
 
 LOG_FLOOR = 1e-3  # error rates below this are modelled as this, on the log scale
@@ -43,6 +43,8 @@ class SurrogateSearch(Search):
     """Latin-hypercube initial design, then per iteration: fit, evolve a pool, pick ``q`` by the infill criterion.
 
     With ``log_scale`` the surrogate models the logarithm of the expensive objectives (they must be positive).
+    A portfolio (``surrogate="gp-f0+rf-f0"``) splits every batch: each surrogate fits, evolves its own pool and
+    picks its share by the infill criterion, never a model an earlier share of the batch picked.
 
     Its proposals depend only on the seed and the archive it was told (``stateless``), so a resumed run refits
     the surrogates from the stored archive and carries on, with no replay of earlier iterations.
@@ -73,8 +75,11 @@ class SurrogateSearch(Search):
         if not 1 <= n_expensive <= n_obj or (cheap is None) != (n_expensive == n_obj):
             raise ConfigError(f"n_expensive must be in [1, {n_obj}] and cheap objectives given exactly when some "
                               f"objectives are cheap; got n_expensive={n_expensive}, cheap={cheap!r}")
-        self.surrogate_name, self.infill = surrogate, make_infill(infill)
-        differentiable = make_surrogate(surrogate).differentiable  # fails now on an unknown name, not after the design
+        self.surrogates, self.infill = portfolio(surrogate), make_infill(infill)  # unknown names fail now
+        if len(self.surrogates) > q:
+            raise ConfigError(f"a portfolio of surrogates needs a batch q of at least one candidate each; got "
+                              f"{len(self.surrogates)} surrogates ({surrogate}) and q={q}")
+        differentiable = all(make_surrogate(name).differentiable for name in self.surrogates)
         if polish_steps < 0 or polish_steps and not (cheap is None and differentiable and isinstance(self.infill, EHVI)):
             raise ConfigError(f"polish_steps must be 0, or > 0 with every objective modelled (no exact cheap "
                               f"objectives), a differentiable surrogate (gp) and an EHVI infill (ehvi, ehvi-lazy); "
@@ -115,18 +120,26 @@ class SurrogateSearch(Search):
             if self.screen_design:  # what choosing the design cost, with each of its trials (the same number)
                 self._last = {i: {"design_feature_seconds": self._design_seconds} for i in range(len(design))}
             return design
-        chosen, surrogate, stats = self._choose(n_max, self._iteration_seed())
-        mean, var = surrogate.predict(chosen)
-        if self.log_scale:
-            mean = np.exp(mean)  # var stays on the log scale it was modelled on
+        shares, stats = self._choose(n_max, self._iteration_seed())
         stats = {"iteration": len(self.iterations), "archive": len(self.X), **stats}
         self.iterations.append(stats)
-        self._last = {i: {**stats, "predicted": mean[i].tolist(), "predicted_var": var[i].tolist()}
-                      for i in range(len(chosen))}
+        notes = [note for name, surrogate, picked in shares for note in self._predictions(name, surrogate, picked)]
+        self._last = {i: {**stats, **note} for i, note in enumerate(notes)}
+        return np.vstack([picked for _, _, picked in shares])
+
+    def _predictions(self, name: str, surrogate: Surrogate, picked: np.ndarray) -> list[dict]:
+        """Per picked genome, what ``surrogate`` predicted for it (and the features it read), stored with the trial."""
+        mean, var = surrogate.predict(picked)
+        if self.log_scale:
+            mean = np.exp(mean)  # var stays on the log scale it was modelled on
+        notes = [{"predicted": m.tolist(), "predicted_var": v.tolist()} for m, v in zip(mean, var)]
         if self.features is not None and surrogate.uses_features:
-            for i, row in enumerate(self.features(chosen)):
-                self._last[i]["features"] = row.tolist()
-        return chosen
+            for note, row in zip(notes, self.features(picked)):
+                note["features"] = row.tolist()
+        if len(self.surrogates) > 1:
+            for note in notes:
+                note["surrogate"] = name
+        return notes
 
     def _screened_design(self) -> np.ndarray:
         """The ``n_init`` of the ``screen_design`` Latin-hypercube points that NSGA-II's rank and crowding (pymoo)
@@ -149,26 +162,38 @@ class SurrogateSearch(Search):
         return InfillContext(surrogate, self.X, self.F, self.n_expensive, self.cheap, self.ref_point, seed,
                              self.log_scale)
 
-    def _choose(self, n_max: int, seed: int) -> tuple[np.ndarray, Surrogate, dict]:
-        """Fit, evolve the pool, pick by the infill criterion: (chosen genomes, fitted surrogate, timings)."""
-        started = time.perf_counter()
+    def _choose(self, n_max: int, seed: int) -> tuple[list[tuple[str, Surrogate, np.ndarray]], dict]:
+        """Per surrogate of the portfolio: fit, evolve the pool, pick its share of the batch by the infill
+        criterion. Returns (name, fitted surrogate, picked genomes) per share, and the summed timings."""
         if self.features is not None:
             self.features.seconds = 0.0
-        surrogate = self._fitted(self.surrogate_name, seed)
-        fitted = time.perf_counter()
-        context = self._context(surrogate, seed)
-        # the pool evolves on the genome alone: features cost a forward pass per point, NSGA-II asks for thousands
-        on_genome = surrogate.genome_only() if isinstance(surrogate, FeatureSurrogate) else surrogate
-        pool = self._pool(self._context(on_genome, seed), seed, refine=context if on_genome is not surrogate else None)
-        pooled = time.perf_counter()
-        chosen = pool[self.infill.select(context, pool, min(self.q, n_max))]
-        if self.polish_steps:
-            chosen = polish(context, chosen, self.polish_steps)
-        stats = {"fit_seconds": fitted - started, "pool_seconds": pooled - fitted,
-                 "infill_seconds": time.perf_counter() - pooled}
+        stats = dict.fromkeys(("fit_seconds", "pool_seconds", "infill_seconds"), 0.0)
+        shares, picked = [], np.zeros((0, self.dim))
+        sizes = [len(share) for share in np.array_split(np.arange(min(self.q, n_max)), len(self.surrogates))]
+        for k, (name, size) in enumerate(zip(self.surrogates, sizes)):
+            if not size:
+                continue
+            member_seed = seed + k  # the first member draws what a single surrogate draws
+            started = time.perf_counter()
+            surrogate = self._fitted(name, member_seed)
+            fitted = time.perf_counter()
+            context = self._context(surrogate, member_seed)
+            # the pool evolves on the genome alone: features cost a forward pass per point, NSGA-II asks for thousands
+            on_genome = surrogate.genome_only() if isinstance(surrogate, FeatureSurrogate) else surrogate
+            pool = self._pool(self._context(on_genome, member_seed), member_seed, pending=picked,
+                              refine=context if on_genome is not surrogate else None)
+            pooled = time.perf_counter()
+            chosen = pool[self.infill.select(context, pool, size)]
+            if self.polish_steps:
+                chosen = polish(context, chosen, self.polish_steps)
+            stats["fit_seconds"] += fitted - started
+            stats["pool_seconds"] += pooled - fitted
+            stats["infill_seconds"] += time.perf_counter() - pooled
+            shares.append((name, surrogate, chosen))
+            picked = np.vstack([picked, chosen])
         if self.features is not None:  # spent inside the three above: cheap evaluations, not optimizer time
             stats["feature_seconds"] = self.features.seconds
-        return chosen, surrogate, stats
+        return shares, stats
 
     def _fitted(self, name: str, seed: int) -> Surrogate:
         """Surrogate ``name`` fitted to the archive's expensive objectives, on a log scale if asked."""
@@ -187,10 +212,12 @@ class SurrogateSearch(Search):
         self.X = np.vstack([self.X, np.asarray(X, dtype=np.float64)])
         self.F = np.vstack([self.F, np.asarray(F, dtype=np.float64)])
 
-    def _pool(self, context: InfillContext, seed: int, refine: InfillContext | None = None) -> np.ndarray:
+    def _pool(self, context: InfillContext, seed: int, refine: InfillContext | None = None,
+              pending: np.ndarray | None = None) -> np.ndarray:
         """NSGA-II on the predictions, started from the archive's best, plus uniform points for exploration. With
         ``refine`` (a feature surrogate's context) and ``screen_generations``, the evolved population then evolves
-        that many generations more on the feature surrogate: every new point costs its features (a forward pass)."""
+        that many generations more on the feature surrogate: every new point costs its features (a forward pass).
+        Neither an archived model nor one of ``pending`` (picked earlier in this batch) is offered."""
         by_front = np.concatenate(NonDominatedSorting().do(self.F))  # archive rows, best fronts first
         start = self.X[by_front[: self.pool_size]]
         rng = np.random.default_rng(seed)
@@ -204,13 +231,15 @@ class SurrogateSearch(Search):
                               NSGA2(pop_size=self.pool_size, sampling=result.pop.get("X"), eliminate_duplicates=True),
                               ("n_gen", self.screen_generations), seed=seed, verbose=False)
         pool = np.clip(np.vstack([result.pop.get("X"), rng.random((self.pool_size // 4, self.dim))]), 0.0, 1.0)
-        return self._unseen(pool, rng)
+        return self._unseen(pool, rng, np.zeros((0, self.dim)) if pending is None else pending)
 
-    def _unseen(self, pool: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """The rows of ``pool`` that build a model neither the archive nor an earlier row builds (by ``structure``;
-        without it, by the genome itself), topped up with uniform draws to ``q`` where too few are left."""
+    def _unseen(self, pool: np.ndarray, rng: np.random.Generator, pending: np.ndarray) -> np.ndarray:
+        """The rows of ``pool`` that build a model neither the archive, ``pending`` nor an earlier row builds (by
+        ``structure``; without it, by the genome itself), topped up with uniform draws to ``q`` where too few are
+        left."""
         key = (lambda X: [row.tobytes() for row in X]) if self.structure is None else self.structure
-        taken, fresh = set(key(self.X)) if len(self.X) else set(), []
+        known = np.vstack([self.X, pending])
+        taken, fresh = set(key(known)) if len(known) else set(), []
         for row, row_key in zip(pool, key(pool)):
             if row_key not in taken:
                 taken.add(row_key)
@@ -224,8 +253,8 @@ class SurrogateSearch(Search):
                 taken.add(row_key)
                 fresh.append(row[0])
         if len(fresh) < self.q:  # every model of the space evaluated: repeats, but never an archived genome
-            known = {row.tobytes() for row in self.X}
-            fresh += [row for row in pool if row.tobytes() not in known][: self.q - len(fresh)]
+            archived = {row.tobytes() for row in known}
+            fresh += [row for row in pool if row.tobytes() not in archived][: self.q - len(fresh)]
         return np.array(fresh).reshape(-1, self.dim)
 
 

@@ -22,6 +22,21 @@ def surrogate_class(name: str) -> type[Surrogate]:
     return found
 
 
+def portfolio(spec: str) -> list[str]:
+    """The surrogates a ``+``-joined spec names, each resolved: ``gp-f0+rf-f0`` is the GP and the forest, each
+    choosing its share of every batch (`surrogate_emo.search.SurrogateSearch`). A single name is a portfolio of one.
+
+    Raises:
+        ConfigError: a part is empty or names no surrogate.
+    """
+    names = spec.split("+")
+    if not all(names):
+        raise ConfigError(f"surrogate must be a name or names joined by '+' (e.g. gp-f0+rf-f0), got {spec!r}")
+    for name in names:
+        surrogate_class(name)
+    return names
+
+
 def make_surrogate(name: str, seed: int = 0, features: Features | None = None) -> Surrogate:
     """Instantiate a registered surrogate or a user class given as ``package.module:ClassName``; ``features``
     (cheap features of genomes, e.g. the fidelity-0 error) go to those that read them (``uses_features``)."""
@@ -31,4 +46,4 @@ def make_surrogate(name: str, seed: int = 0, features: Features | None = None) -
 
 __all__ = ["SURROGATES", "FeatureSurrogate", "Features", "ForestWithFeatures", "GPSurrogate", "GPWithFeatures",
            "IndependentGaussianModel", "RandomForestSurrogate", "Surrogate", "SurrogateError", "make_surrogate",
-           "surrogate_class"]
+           "portfolio", "surrogate_class"]
