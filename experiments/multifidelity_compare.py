@@ -27,7 +27,8 @@ STUDIES = {
     "lenet300": dict(title="study 2 (LeNet-300-100", new=Path("results/lenet300_multifidelity"),
                      old=Path("results/lenet300_fashion/lenet-300-100_fashion-mnist"), seeds=range(5), budget=100,
                      nsga2=1000, new_methods=("surrogate_rf_f0", "surrogate_rf_f0_screened", "surrogate_rf_f0_design",
-                                  "surrogate_rf_f0_design_exact"),
+                                  "surrogate_rf_f0_design_exact", "surrogate_gp_f0_design",
+                                  "surrogate_gp_f0_design_screened", "surrogate_portfolio_design"),
                      old_methods=("surrogate_gp", "surrogate_rf", "botorch", "random", "nsga2")),
     "lenet5": dict(title="study 3 (LeNet-5", new=Path("results/lenet5_multifidelity"),
                    old=Path("results/lenet5_fashion/lenet-5_fashion-mnist"), seeds=range(3), budget=60, nsga2=300,
@@ -70,6 +71,13 @@ class Study:
         """(compression, test error) of each model of the run's validation front (front.csv)."""
         with open(self.run_dir(method, seed) / "front.csv") as handle:
             return [(float(r["compression"]), float(r["test_error"])) for r in csv.DictReader(handle)]
+
+    def band_hvs(self, method: str, seed: int, ref: float, edges) -> list[float]:
+        """The test hypervolume cut into bands of compression (params ratio) between consecutive ``edges``: the
+        part of the box whose log-axis coordinate lies in each band, so the bands add up to the whole."""
+        F = np.array([[error, log_axis(1 / compression)] for compression, error in self.front(method, seed)])
+        below = [hypervolume(F, [ref, log_axis(1 / edge)]) for edge in edges]  # the box up to each edge's axis value
+        return [high - low for high, low in zip(below, below[1:] + [0.0])]
 
     def best_test_errors(self, method: str, seed: int, thresholds) -> list[float]:
         """Per threshold: the lowest test error among the run's front models compressed at least that much (inf
@@ -121,6 +129,17 @@ def main() -> None:
         best = np.array([study.best_test_errors(method, s, thresholds) for s in study.seeds_of(method)])
         cells = [f"{np.median(column):.3f}" if np.isfinite(column).sum() * 2 > len(column) else "–" for column in best.T]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines.append("")
+
+    edges = (1, 3, 10, 30, 100, 300)
+    lines += ["## Where along the front: the test hypervolume by compression band (error reference 1.0)", "",
+              "The test hypervolume above, cut where the front's models are compressed between two ratios (the last "
+              "band: 300x and beyond); the bands add up to it. Median over seeds.", "",
+              "| method | " + " | ".join(f"{a}-{b}x" for a, b in zip(edges, edges[1:])) + f" | >= {edges[-1]}x |",
+              "|---|" + "---|" * len(edges)]
+    for method in study.methods:
+        bands = np.array([study.band_hvs(method, s, 1.0, edges) for s in study.seeds_of(method)])
+        lines.append(f"| {method} | " + " | ".join(f"{b:.4f}" for b in np.median(bands, axis=0)) + " |")
     lines.append("")
 
     steps = study.summary("nsga2", 0)["finetune_steps_per_evaluation"]
