@@ -22,7 +22,7 @@ from scipy.stats import qmc
 from surrogate_emo.errors import ConfigError
 from surrogate_emo.infill import EHVI, InfillContext, make_infill, polish
 from surrogate_emo.search.base import Search
-from surrogate_emo.surrogates import Features, FeatureSurrogate, Surrogate, make_surrogate, portfolio
+from surrogate_emo.surrogates import Features, FeatureSurrogate, Surrogate, make_surrogate, portfolio, surrogate_class
 
 
 LOG_FLOOR = 1e-3  # error rates below this are modelled as this, on the log scale
@@ -79,7 +79,7 @@ class SurrogateSearch(Search):
         if len(self.surrogates) > q:
             raise ConfigError(f"a portfolio of surrogates needs a batch q of at least one candidate each; got "
                               f"{len(self.surrogates)} surrogates ({surrogate}) and q={q}")
-        differentiable = all(make_surrogate(name).differentiable for name in self.surrogates)
+        differentiable = all(surrogate_class(name).differentiable for name in self.surrogates)
         if polish_steps < 0 or polish_steps and not (cheap is None and differentiable and isinstance(self.infill, EHVI)):
             raise ConfigError(f"polish_steps must be 0, or > 0 with every objective modelled (no exact cheap "
                               f"objectives), a differentiable surrogate (gp) and an EHVI infill (ehvi, ehvi-lazy); "
@@ -212,8 +212,8 @@ class SurrogateSearch(Search):
         self.X = np.vstack([self.X, np.asarray(X, dtype=np.float64)])
         self.F = np.vstack([self.F, np.asarray(F, dtype=np.float64)])
 
-    def _pool(self, context: InfillContext, seed: int, refine: InfillContext | None = None,
-              pending: np.ndarray | None = None) -> np.ndarray:
+    def _pool(self, context: InfillContext, seed: int, pending: np.ndarray,
+              refine: InfillContext | None = None) -> np.ndarray:
         """NSGA-II on the predictions, started from the archive's best, plus uniform points for exploration. With
         ``refine`` (a feature surrogate's context) and ``screen_generations``, the evolved population then evolves
         that many generations more on the feature surrogate: every new point costs its features (a forward pass).
@@ -231,7 +231,7 @@ class SurrogateSearch(Search):
                               NSGA2(pop_size=self.pool_size, sampling=result.pop.get("X"), eliminate_duplicates=True),
                               ("n_gen", self.screen_generations), seed=seed, verbose=False)
         pool = np.clip(np.vstack([result.pop.get("X"), rng.random((self.pool_size // 4, self.dim))]), 0.0, 1.0)
-        return self._unseen(pool, rng, np.zeros((0, self.dim)) if pending is None else pending)
+        return self._unseen(pool, rng, pending)
 
     def _unseen(self, pool: np.ndarray, rng: np.random.Generator, pending: np.ndarray) -> np.ndarray:
         """The rows of ``pool`` that build a model neither the archive, ``pending`` nor an earlier row builds (by
@@ -252,9 +252,9 @@ class SurrogateSearch(Search):
             if row_key not in taken:
                 taken.add(row_key)
                 fresh.append(row[0])
-        if len(fresh) < self.q:  # every model of the space evaluated: repeats, but never an archived genome
-            archived = {row.tobytes() for row in known}
-            fresh += [row for row in pool if row.tobytes() not in archived][: self.q - len(fresh)]
+        if len(fresh) < self.q:  # every model of the space evaluated: repeats, but never an archived or pending genome
+            known_rows = {row.tobytes() for row in known}
+            fresh += [row for row in pool if row.tobytes() not in known_rows][: self.q - len(fresh)]
         return np.array(fresh).reshape(-1, self.dim)
 
 
