@@ -22,10 +22,10 @@ RESUMABLE_FIELDS = ("budget", "time_limit", "step_limit", "progress", "output_di
 
 # Fields a built-in search never reads: a resumed run may differ in them (a default changed since it started).
 _LOOP_ONLY = ("surrogate", "infill", "error_scale", "q", "n_init", "pool_size", "pool_generations", "screen_size",
-              "screen_generations", "screen_design", "polish_steps")
+              "screen_generations", "screen_design", "polish_steps", "refit")
 UNUSED_FIELDS = {"nsga2": _LOOP_ONLY, "random": _LOOP_ONLY, "surrogate": ("pop_size",),
                  "botorch": ("pop_size", "surrogate", "infill", "pool_size", "pool_generations", "screen_size",
-                             "screen_generations", "screen_design", "polish_steps")}
+                             "screen_generations", "screen_design", "polish_steps", "refit")}
 
 
 # The compression scheme of every run made before schemes were named; left out of `RunConfig.identity` when chosen.
@@ -36,8 +36,9 @@ DEFAULT_SCHEME = "lowrank-sparse"
 LATER_FIELDS = ("scheme", "objective_decades", "coding", "index_bits", "dataflow", "recovery", "min_bits", "max_bits", "global_keep",
                 "final_schedule", "screen_size", "screen_generations", "screen_design", "polish_steps")
 
-# What a stored run that lacks a field had: the cheap objectives were linear ratios before ``objective_scale``.
-LEGACY_VALUES = {"objective_scale": "linear"}
+# What a stored run that lacks a field had: the cheap objectives were linear ratios before ``objective_scale``, and
+# the loop fitted its surrogates from scratch every iteration before ``refit``.
+LEGACY_VALUES = {"objective_scale": "linear", "refit": "cold"}
 
 
 # The headings of ``surrogate-emo run --help``, in order; a field without a group is listed under "other".
@@ -141,6 +142,9 @@ class RunConfig:
     polish_steps: int = _opt(0, "L-BFGS-B steps up the EHVI from each chosen batch, inside the unit cube; only where "
                              "every objective is modelled (a test problem) and with gp. 0: the pool's points as they are",
                              LOOP)
+    refit: str = _opt("warm", "how the loop refits its GPs each iteration: warm starts from the last fit's "
+                      "hyperparameters (stored with the trials; about a quarter of the optimizer steps), cold from the "
+                      "defaults (as runs before warm fits)", LOOP, choices=("warm", "cold"))
     warm_start: bool = _opt(True, "cache fine-tuned models and warm-start new candidates from the nearest one",
                              FINETUNE)
     warm_fraction: float = _opt(0.5, "fraction of the fine-tuning steps a warm-started candidate gets", FINETUNE)
@@ -231,6 +235,7 @@ class RunConfig:
             ("screen_design", self.screen_design == 0 or self.screen_design >= self.n_init,
              f"0 or an integer >= n_init ({self.n_init})"),
             ("polish_steps", self.polish_steps >= 0, "an integer >= 0"),
+            ("refit", self.refit in ("warm", "cold"), "'warm' or 'cold'"),
             ("n_jobs", self.n_jobs != 0, "a non-zero integer (-1: all cores)"),
             ("warm_fraction", 0 < self.warm_fraction <= 1, "a fraction in (0, 1]"),
             ("model_cache_mb", self.model_cache_mb >= 1, "an integer >= 1"),

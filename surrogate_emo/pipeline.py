@@ -221,9 +221,9 @@ def rescore_front(setup: Setup, evaluations: list[Evaluation], config: RunConfig
 
 
 def legacy_values(config: RunConfig) -> dict:
-    """What a stored compression run that lacks a field had (`LEGACY_VALUES`); a problem run has no cheap
-    objectives, so nothing is assumed for it."""
-    return {} if config.problem else dict(LEGACY_VALUES)
+    """What a stored run that lacks a field had (`LEGACY_VALUES`); a problem run has no cheap objectives, so
+    nothing is assumed for their scale."""
+    return {key: value for key, value in LEGACY_VALUES.items() if not (config.problem and key == "objective_scale")}
 
 
 def study_key(config: RunConfig, identity: dict | None = None) -> dict:

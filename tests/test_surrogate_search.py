@@ -12,10 +12,12 @@ from surrogate_emo.search import SurrogateSearch
 ZDT1 = get_problem("zdt1", n_var=4)
 
 
-def drive(search, budget):
+def drive(search, budget, notes=None):
     n = 0
     while n < budget:
         X = search.ask(budget - n)
+        if notes is not None:
+            notes.extend(search.annotations(X))
         search.tell(X, ZDT1.evaluate(X))
         n += len(X)
     return search
@@ -43,13 +45,30 @@ def test_loop_improves_on_its_initial_design_and_records_predictions():
     assert stats["archive"] == 18 and min(stats["fit_seconds"], stats["pool_seconds"], stats["infill_seconds"]) > 0
 
 
-def test_proposals_depend_only_on_seed_and_archive():
-    a = drive(make(), 12)
-    b = make()
-    b.tell(a.X, a.F)  # told the archive in one go, as a resumed run is
+@pytest.mark.parametrize("refit", ["warm", "cold"])
+def test_proposals_depend_only_on_seed_archive_and_stored_fit_state(refit):
+    stored = []
+    a = drive(make(refit=refit), 12, stored)
+    b = make(refit=refit)
+    b.restore(stored)  # the notes stored with the trials, then the archive in one go, as a resumed run does
+    b.tell(a.X, a.F)
     assert np.array_equal(a.ask(2), b.ask(2))
     notes = b.annotations(np.zeros((2, 4)))
     assert len(notes) == 2 and len(notes[0]["predicted"]) == 2 and notes[0]["archive"] == 12
+    assert ("fit_state" in stored[-1]) == (refit == "warm")  # only warm refits carry a state
+
+
+def test_warm_refit_starts_from_the_last_fit_and_needs_its_state_to_repeat():
+    stored = []
+    a = drive(make(), 12, stored)
+    state = stored[-1]["fit_state"]["gp"]
+    assert all(np.isfinite(np.asarray(v, dtype=float)).all() for v in state.values())
+    cold = make()  # told the archive but not the state: it fits from the defaults, to another (nearby) optimum
+    cold.tell(a.X, a.F)
+    X = a.ask(2)
+    warm_state = a.annotations(X)[0]["fit_state"]["gp"]
+    cold_state = cold.annotations(cold.ask(2))[0]["fit_state"]["gp"]
+    assert warm_state.keys() == cold_state.keys() and warm_state != cold_state
 
 
 def test_never_proposes_an_archived_genome():
@@ -105,12 +124,15 @@ def test_a_feature_surrogate_is_told_the_features_and_they_are_recorded():
 
 
 def test_a_portfolio_splits_each_batch_between_its_surrogates():
-    search = drive(make(surrogate="gp+rf", q=3), 14)
+    stored = []
+    search = drive(make(surrogate="gp+rf", q=3), 14, stored)
     notes = search.annotations(search.X[-3:])
     assert [note["surrogate"] for note in notes] == ["gp", "gp", "rf"]  # the first member takes the remainder
+    assert list(notes[0]["fit_state"]) == ["gp"]  # the forest keeps no state between fits
     assert len({row.tobytes() for row in search.X}) == 14  # the shares never pick the same genome
     replay = make(surrogate="gp+rf", q=3)
-    replay.tell(search.X[:11], search.F[:11])  # a resumed run: the same archive, the same batch
+    replay.restore(stored[:11])  # a resumed run: the same archive and stored state, the same batch
+    replay.tell(search.X[:11], search.F[:11])
     assert np.array_equal(replay.ask(3), search.X[11:])
     assert "surrogate" not in drive(make(q=3), 11).annotations(search.X[-3:])[0]  # one surrogate: as before
 
@@ -189,7 +211,9 @@ def test_a_polished_run_of_a_test_problem_through_the_pipeline(tmp_path):
 
 
 def test_a_polished_loop_resumes_to_the_same_proposals():
-    a = drive(make(polish_steps=10), 12)
+    stored = []
+    a = drive(make(polish_steps=10), 12, stored)
     b = make(polish_steps=10)
+    b.restore(stored)
     b.tell(a.X, a.F)
     assert np.array_equal(a.ask(2), b.ask(2))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -123,3 +125,23 @@ def test_a_feature_surrogate_reads_its_features_and_beats_the_genome_alone(name,
 def test_features_go_only_to_surrogates_that_read_them():
     assert make_surrogate("gp-f0", features=hidden).features is hidden
     assert not hasattr(make_surrogate("gp", features=hidden), "features")
+
+
+@pytest.mark.parametrize("surrogate_class", SURROGATE_CLASSES, ids=lambda c: c.__name__)
+def test_a_fit_started_from_an_earlier_state_reaches_the_cold_fit(surrogate_class, data):
+    X, X_test = data
+    earlier = surrogate_class(seed=0).fit(X[:90], smooth(X[:90]))
+    state = earlier.state()
+    if state is not None:  # stored with the trials: it must come back from JSON exactly
+        assert json.loads(json.dumps(state)) == state
+    cold = surrogate_class(seed=0).fit(X, smooth(X)).predict(X_test)[0]
+    warm = surrogate_class(seed=0).fit(X, smooth(X), start=state).predict(X_test)[0]
+    assert np.abs(warm - cold).max() < 0.02 * np.ptp(smooth(X_test))
+
+
+def test_a_gp_start_of_another_shape_is_ignored(data):
+    X, X_test = data
+    other = make_surrogate("gp", seed=0).fit(X[:, :2], smooth(X)).state()  # two inputs, not three
+    cold = make_surrogate("gp", seed=0).fit(X, smooth(X)).predict(X_test)
+    started = make_surrogate("gp", seed=0).fit(X, smooth(X), start=other).predict(X_test)
+    assert np.array_equal(cold[0], started[0]) and np.array_equal(cold[1], started[1])

@@ -16,8 +16,8 @@ class Search(ABC):
     evaluations through ``ask``/``tell`` and relies on the same genomes coming back.
     """
 
-    #: True when ``ask`` depends only on the seed and what was told: a resumed run then tells the stored archive
-    #: at once instead of replaying every ask and tell.
+    #: True when ``ask`` depends only on the seed, what was told and what `restore` hands back: a resumed run then
+    #: restores the stored notes and tells the stored archive at once instead of replaying every ask and tell.
     stateless: bool = False
 
     def __init__(self, dim: int, n_obj: int, seed: int = 0) -> None:
@@ -38,6 +38,11 @@ class Search(ABC):
     @abstractmethod
     def tell(self, X: np.ndarray, F: np.ndarray) -> None:
         """Objectives `k x m` of the genomes `k x d` last asked."""
+
+    def restore(self, notes: list[dict]) -> None:
+        """A ``stateless`` search being resumed: the notes stored with every trial it is about to be told (in trial
+        order, as `annotations` gave them), for whatever one iteration hands the next (a GP's fitted
+        hyperparameters, say). Nothing by default."""
 
     def annotations(self, X: np.ndarray) -> list[dict]:
         """JSON-able notes stored with each genome just asked (a surrogate's prediction, say); none by default."""

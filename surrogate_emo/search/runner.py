@@ -105,10 +105,12 @@ class TrialRunner:
         return self.history
 
     def _restore(self, search: Search, bar) -> None:
-        """Tell a stateless search every stored trial before the interrupted batch at once (no replay), then
+        """Hand a stateless search the stored trials' notes (`Search.restore`: what one iteration passes the next),
+        tell it every stored trial before the interrupted batch at once (no replay), then
         finish that batch as it was asked: its finished trials from the study, the rest evaluated, told in trial
         order, with the warm-start sources and cache state of the batch's start."""
         trials = sorted(self._stored)[: self.budget]
+        search.restore([self._stored[t].extra for t in trials])
         batch = self._interrupted_batch(trials)
         before = sorted(set(trials) - set(batch))
         for trial in before:

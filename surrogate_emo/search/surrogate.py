@@ -46,8 +46,11 @@ class SurrogateSearch(Search):
     A portfolio (``surrogate="gp-f0+rf-f0"``) splits every batch: each surrogate fits, evolves its own pool and
     picks its share by the infill criterion, never a model an earlier share of the batch picked.
 
-    Its proposals depend only on the seed and the archive it was told (``stateless``), so a resumed run refits
-    the surrogates from the stored archive and carries on, with no replay of earlier iterations.
+    Its proposals depend only on the seed, the archive it was told and, with ``refit="warm"``, the surrogates'
+    states of the iteration before (a GP's fitted hyperparameters, from which the next fit starts: a quarter of
+    the optimizer steps), which go with the trials' notes (``fit_state``). So a resumed run is told the stored
+    archive and the latest stored state (`restore`) and carries on, with no replay of earlier iterations
+    (``stateless``). ``refit="cold"`` fits every iteration from the defaults, as runs before warm fits did.
 
     Example:
         >>> search = SurrogateSearch(dim=3, n_obj=2, seed=0, n_init=5, q=2, n_expensive=2, ref_point=[1.1, 1.1])
@@ -62,7 +65,7 @@ class SurrogateSearch(Search):
                  screen_design: int = 0, polish_steps: int = 0, n_expensive: int = 1,
                  cheap: Callable[[np.ndarray], np.ndarray] | None = None, ref_point=None,
                  log_scale: bool = False, features: Features | None = None,
-                 structure: Callable[[np.ndarray], list] | None = None) -> None:
+                 structure: Callable[[np.ndarray], list] | None = None, refit: str = "warm") -> None:
         super().__init__(dim, n_obj, seed)
         if q < 1 or n_init < 2 or pool_size < q or pool_generations < 1 or screen_generations < 0:
             raise ConfigError(f"need q >= 1, n_init >= 2, pool_size >= q, pool_generations >= 1 and "
@@ -75,6 +78,8 @@ class SurrogateSearch(Search):
         if not 1 <= n_expensive <= n_obj or (cheap is None) != (n_expensive == n_obj):
             raise ConfigError(f"n_expensive must be in [1, {n_obj}] and cheap objectives given exactly when some "
                               f"objectives are cheap; got n_expensive={n_expensive}, cheap={cheap!r}")
+        if refit not in ("warm", "cold"):
+            raise ConfigError(f"refit must be 'warm' or 'cold', got {refit!r}")
         self.surrogates, self.infill = portfolio(surrogate), make_infill(infill)  # unknown names fail now
         if len(self.surrogates) > q:
             raise ConfigError(f"a portfolio of surrogates needs a batch q of at least one candidate each; got "
@@ -99,6 +104,8 @@ class SurrogateSearch(Search):
         self.F = np.zeros((0, n_obj))
         self.iterations: list[dict] = []  # timings and predictions of each surrogate iteration
         self._last: dict[int, dict] = {}
+        self.refit = refit
+        self._fit_states: dict[str, dict] = {}  # per surrogate of the portfolio: where its next fit starts
 
     @classmethod
     def from_config(cls, config, dim: int, n_obj: int, cheap=None, n_expensive: int = 1, ref_point=None,
@@ -107,7 +114,8 @@ class SurrogateSearch(Search):
                    n_init=config.n_init, pool_size=config.pool_size, pool_generations=config.pool_generations,
                    screen_generations=config.screen_generations, screen_design=config.screen_design,
                    polish_steps=config.polish_steps, n_expensive=n_expensive, cheap=cheap,
-                   ref_point=ref_point, log_scale=config.error_scale == "log", features=features, structure=structure)
+                   ref_point=ref_point, log_scale=config.error_scale == "log", features=features, structure=structure,
+                   refit=config.refit)
 
     def ask(self, n_max: int) -> np.ndarray:
         self._last = {}
@@ -124,7 +132,13 @@ class SurrogateSearch(Search):
         stats = {"iteration": len(self.iterations), "archive": len(self.X), **stats}
         self.iterations.append(stats)
         notes = [note for name, surrogate, picked in shares for note in self._predictions(name, surrogate, picked)]
-        self._last = {i: {**stats, **note} for i, note in enumerate(notes)}
+        for name, surrogate, _ in shares if self.refit == "warm" else ():
+            state = surrogate.state()
+            if state is not None:
+                self._fit_states[name] = state
+        # every trial of the batch carries the states, so that any of them restores the next iteration's start
+        kept = {"fit_state": dict(self._fit_states)} if self._fit_states else {}
+        self._last = {i: {**stats, **note, **kept} for i, note in enumerate(notes)}
         return np.vstack([picked for _, _, picked in shares])
 
     def _predictions(self, name: str, surrogate: Surrogate, picked: np.ndarray) -> list[dict]:
@@ -202,11 +216,18 @@ class SurrogateSearch(Search):
             # errors span decades at the interesting end: on a log scale the GP's error there halves (measured);
             # the floor keeps a perfect score from becoming an outlier that bends the whole fit
             expensive = np.log(np.maximum(expensive, LOG_FLOOR))
-        return make_surrogate(name, seed=seed, features=self.features).fit(self.X, expensive)
+        return make_surrogate(name, seed=seed, features=self.features).fit(self.X, expensive,
+                                                                           start=self._fit_states.get(name))
 
     def annotations(self, X: np.ndarray) -> list[dict]:
         """Per asked genome: the surrogate's prediction and the iteration's timings (stored with the trial)."""
         return [self._last.get(i, {}) for i in range(len(X))]
+
+    def restore(self, notes: list[dict]) -> None:
+        """Start the next fits where the interrupted run would have: from the latest stored ``fit_state``."""
+        states = [note["fit_state"] for note in notes if "fit_state" in note]
+        if self.refit == "warm" and states:
+            self._fit_states = dict(states[-1])
 
     def tell(self, X: np.ndarray, F: np.ndarray) -> None:
         self.X = np.vstack([self.X, np.asarray(X, dtype=np.float64)])

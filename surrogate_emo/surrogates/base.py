@@ -46,8 +46,11 @@ class Surrogate(ABC):
         self.n_inputs: int | None = None
         self.n_outputs: int | None = None
 
-    def fit(self, X: np.ndarray, Y: np.ndarray) -> Surrogate:
-        """Fit to genomes `X` (`n x d`) and observed expensive objectives `Y` (`n x k`); returns ``self``."""
+    def fit(self, X: np.ndarray, Y: np.ndarray, start: dict | None = None) -> Surrogate:
+        """Fit to genomes `X` (`n x d`) and observed expensive objectives `Y` (`n x k`); returns ``self``.
+
+        ``start``: the `state` of an earlier fit of the same class to begin from (a GP's hyperparameters: the next
+        iteration's archive differs by a batch, so its optimum is close); surrogates that keep none ignore it."""
         X, Y = np.asarray(X, dtype=np.float64), np.asarray(Y, dtype=np.float64)
         if Y.ndim == 1:
             Y = Y[:, None]
@@ -57,8 +60,15 @@ class Surrogate(ABC):
         if not (np.isfinite(X).all() and np.isfinite(Y).all()):
             raise SurrogateError("fit needs finite X and Y; got NaN or infinite values")
         self.n_inputs, self.n_outputs = X.shape[1], Y.shape[1]
+        self._start = start
         self._fit(X, Y)
         return self
+
+    def state(self) -> dict | None:
+        """What a later `fit` may start from (``fit(..., start=state)``), JSON-able so that it can be stored with
+        the trials and a resumed run starts where the interrupted one would have; None (the default) where a fit
+        from scratch is all there is (a forest)."""
+        return None
 
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Predictive mean and variance, each `n x k`, for genomes `X` (`n x d`)."""

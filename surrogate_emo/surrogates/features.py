@@ -44,8 +44,8 @@ class FeatureSurrogate(Surrogate):
         return X if self.features is None else np.hstack([X, np.asarray(self.features(X), dtype=np.float64)])
 
     def _fit(self, X: np.ndarray, Y: np.ndarray) -> None:
-        self._X, self._Y = X, Y
-        self._inner = self.inner(seed=self.seed).fit(self.augment(X), Y)
+        self._X, self._Y, self._genome = X, Y, None
+        self._inner = self.inner(seed=self.seed).fit(self.augment(X), Y, start=self._part("inner"))
 
     def _predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self._inner.predict(self.augment(X))
@@ -58,7 +58,18 @@ class FeatureSurrogate(Surrogate):
         cost too much (a pool's evolution)."""
         if self.features is None:
             return self._inner
-        return self.inner(seed=self.seed).fit(self._X, self._Y)
+        if self._genome is None:
+            self._genome = self.inner(seed=self.seed).fit(self._X, self._Y, start=self._part("genome"))
+        return self._genome
+
+    def _part(self, name: str) -> dict | None:
+        return (self._start or {}).get(name)
+
+    def state(self) -> dict | None:
+        """The inner surrogate's state, and that of the genome-only one where it was fitted."""
+        parts = {"inner": self._inner.state(), "genome": None if self._genome is None else self._genome.state()}
+        parts = {name: part for name, part in parts.items() if part is not None}
+        return parts or None
 
 
 class GPWithFeatures(FeatureSurrogate):
