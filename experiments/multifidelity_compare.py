@@ -32,7 +32,8 @@ STUDIES = {
                      old_methods=("surrogate_gp", "surrogate_rf", "botorch", "random", "nsga2")),
     "lenet5": dict(title="study 3 (LeNet-5", new=Path("results/lenet5_multifidelity"),
                    old=Path("results/lenet5_fashion/lenet-5_fashion-mnist"), seeds=range(3), budget=60, nsga2=300,
-                   new_methods=("surrogate_rf_f0",), old_methods=("surrogate_gp", "surrogate_rf", "nsga2")),
+                   new_methods=("surrogate_rf_f0", "surrogate_gp_f0_design"),
+                   old_methods=("surrogate_gp", "surrogate_rf", "nsga2")),
 }
 
 
