@@ -22,10 +22,11 @@ RESUMABLE_FIELDS = ("budget", "time_limit", "step_limit", "progress", "output_di
 
 # Fields a built-in search never reads: a resumed run may differ in them (a default changed since it started).
 _LOOP_ONLY = ("surrogate", "infill", "error_scale", "q", "n_init", "pool_size", "pool_generations", "screen_size",
-              "screen_generations", "screen_design", "polish_steps", "refit")
+              "screen_generations", "screen_design", "polish_steps", "refit", "shortlist", "shortlist_fraction")
 UNUSED_FIELDS = {"nsga2": _LOOP_ONLY, "random": _LOOP_ONLY, "surrogate": ("pop_size",),
                  "botorch": ("pop_size", "surrogate", "infill", "pool_size", "pool_generations", "screen_size",
-                             "screen_generations", "screen_design", "polish_steps", "refit")}
+                             "screen_generations", "screen_design", "polish_steps", "refit", "shortlist",
+                             "shortlist_fraction")}
 
 
 # The compression scheme of every run made before schemes were named; left out of `RunConfig.identity` when chosen.
@@ -34,7 +35,8 @@ DEFAULT_SCHEME = "lowrank-sparse"
 # Fields added with the compression schemes, read only by some of them: left out of `RunConfig.identity` at their
 # defaults, so the runs and studies made before them keep their names and keys.
 LATER_FIELDS = ("scheme", "objective_decades", "coding", "index_bits", "dataflow", "recovery", "min_bits", "max_bits", "global_keep",
-                "final_schedule", "screen_size", "screen_generations", "screen_design", "polish_steps")
+                "final_schedule", "screen_size", "screen_generations", "screen_design", "polish_steps", "shortlist",
+                "shortlist_fraction")
 
 # What a stored run that lacks a field had: the cheap objectives were linear ratios before ``objective_scale``, and
 # the loop fitted its surrogates from scratch every iteration before ``refit``.
@@ -145,6 +147,10 @@ class RunConfig:
     refit: str = _opt("warm", "how the loop refits its GPs each iteration: warm starts from the last fit's "
                       "hyperparameters (stored with the trials; about a quarter of the optimizer steps), cold from the "
                       "defaults (as runs before warm fits)", LOOP, choices=("warm", "cold"))
+    shortlist: int = _opt(0, "fidelity 1: candidates per iteration the infill shortlists and fine-tunes briefly "
+                          "(shortlist_fraction of the steps); the batch is then chosen among them by the surrogate "
+                          "refitted with their short-fine-tune error as an input. 0: no short fine-tunes", LOOP)
+    shortlist_fraction: float = _opt(0.125, "the short fine-tune's steps as a fraction of a full one's", LOOP)
     warm_start: bool = _opt(True, "cache fine-tuned models and warm-start new candidates from the nearest one",
                              FINETUNE)
     warm_fraction: float = _opt(0.5, "fraction of the fine-tuning steps a warm-started candidate gets", FINETUNE)
@@ -236,6 +242,8 @@ class RunConfig:
              f"0 or an integer >= n_init ({self.n_init})"),
             ("polish_steps", self.polish_steps >= 0, "an integer >= 0"),
             ("refit", self.refit in ("warm", "cold"), "'warm' or 'cold'"),
+            ("shortlist", self.shortlist == 0 or self.shortlist > self.q, f"0 or an integer > q ({self.q})"),
+            ("shortlist_fraction", 0 < self.shortlist_fraction < 1, "a fraction in (0, 1)"),
             ("n_jobs", self.n_jobs != 0, "a non-zero integer (-1: all cores)"),
             ("warm_fraction", 0 < self.warm_fraction <= 1, "a fraction in (0, 1]"),
             ("model_cache_mb", self.model_cache_mb >= 1, "an integer >= 1"),

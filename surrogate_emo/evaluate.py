@@ -97,6 +97,13 @@ def used_labels(evaluation: Evaluation) -> list[str]:
     return source + ([cache_label(evaluation.seed)] if evaluation.ok else [])
 
 
+def spent_steps(evaluations: Sequence[Evaluation]) -> int:
+    """Fine-tuning steps the evaluations cost: their own, plus the short fine-tunes (fidelity 1) that the choice of
+    each one's batch cost (``short_steps`` in its notes, carried by every trial of the batch, counted once)."""
+    short = {e.extra.get("batch_first", e.trial): e.extra["short_steps"] for e in evaluations if "short_steps" in e.extra}
+    return int(sum(e.steps for e in evaluations) + sum(short.values()))
+
+
 def trial_seed(run_seed: int, trial: int) -> int:
     """A seed for one trial that depends only on the run seed and the trial number (so resumes replay exactly)."""
     return int(np.random.SeedSequence([run_seed, trial]).generate_state(1)[0])

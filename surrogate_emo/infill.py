@@ -74,6 +74,18 @@ class Infill(ABC):
     @abstractmethod
     def _select(self, context: InfillContext, pool: np.ndarray, q: int) -> np.ndarray: ...
 
+    def shortlist(self, context: InfillContext, pool: np.ndarray, k: int, q: int) -> np.ndarray:
+        """``k`` distinct rows of ``pool`` worth a cheaper look (a short fine-tune) before ``q`` of them are chosen;
+        returns their indices. By default the criterion's own choice of ``k``."""
+        k = min(k, len(pool))
+        listed = np.asarray(self._shortlist(context, pool, k, min(q, k)), dtype=int)
+        if len(listed) != k or len(set(listed.tolist())) != k:
+            raise RuntimeError(f"{type(self).__name__} must shortlist {k} distinct pool rows, chose {listed.tolist()}")
+        return listed
+
+    def _shortlist(self, context: InfillContext, pool: np.ndarray, k: int, q: int) -> np.ndarray:
+        return self._select(context, pool, k)
+
 
 def _maximize(F: np.ndarray) -> torch.Tensor:
     return -torch.as_tensor(F, dtype=torch.float64)
@@ -205,6 +217,15 @@ class EHVI(Infill):
 
     def _select(self, context, pool, q):
         return _pick_from_pool(_ehvi(context, pool), pool, q)
+
+    def _shortlist(self, context, pool, k, q):
+        """The batch this criterion would choose, then the rest of the ``k`` by their EHVI alone: conditioning a
+        Monte-Carlo EHVI on ``k - 1`` pending points costs ``2^k`` box sums per candidate."""
+        batch = [int(i) for i in self._select(context, pool, q)]
+        with torch.no_grad():
+            alone = _ehvi(context, pool)(torch.as_tensor(pool, dtype=torch.float64)[:, None, :])
+        rest = [i for i in alone.argsort(descending=True).tolist() if i not in batch]
+        return np.array(batch + rest[: k - q])
 
 
 class LazyEHVI(EHVI):

@@ -19,8 +19,8 @@ from surrogate_emo.cluster import evaluation_backend
 from surrogate_emo.config import LEGACY_VALUES, UNUSED_FIELDS, RunConfig
 from surrogate_emo.data import DATASETS, DataSplits, load_dataset
 from surrogate_emo.errors import ConfigError, OutputError
-from surrogate_emo.evaluate import CHEAP_OBJECTIVES, Evaluation, Evaluator
-from surrogate_emo.fidelity import ZeroShot
+from surrogate_emo.evaluate import CHEAP_OBJECTIVES, Evaluation, Evaluator, spent_steps
+from surrogate_emo.fidelity import ShortFineTune, ZeroShot
 from surrogate_emo.front import pareto_indices
 from surrogate_emo.infill import infill_class
 from surrogate_emo.models import build_model, model_factory
@@ -47,6 +47,7 @@ class Setup:
     dense_test_error: float
     base_from_cache: bool
     zero_shot: ZeroShot  # fidelity 0: the compressed model's validation error with no fine-tuning
+    short: ShortFineTune | None = None  # fidelity 1, for a loop with a shortlist: the error after a short fine-tune
 
     @property
     def scheme(self) -> Scheme:
@@ -91,8 +92,10 @@ def prepare(config: RunConfig) -> Setup:
                           threads=config.threads, objective_scale=config.objective_scale,
                           objective_decades=config.objective_decades, device=config.device)
     evaluator.data_source = {"name": config.dataset, "data_dir": config.data_dir, "seed": config.data_seed}
+    short = (ShortFineTune(evaluator, max(1, round(config.shortlist_fraction * steps)), config.screen_size, config.seed)
+             if config.shortlist else None)
     return Setup(data, base, evaluator, error_rate(base, data.val), error_rate(base, data.test), cached,
-                 ZeroShot(scheme, base, data.val, config.screen_size))
+                 ZeroShot(scheme, base, data.val, config.screen_size), short)
 
 
 def search_class(config: RunConfig) -> type[Search]:
@@ -165,7 +168,7 @@ def make_search(config: RunConfig, setup: Setup) -> Search:
     return search_class(config).from_config(config, setup.scheme.dim, n_obj, n_expensive=1,
                                             ref_point=setup.evaluator.ref_point,
                                             cheap=setup.evaluator.cheap_objectives, features=setup.zero_shot.features,
-                                            structure=setup.scheme.structure_keys)
+                                            structure=setup.scheme.structure_keys, short=setup.short)
 
 
 def final_model(setup: Setup, evaluation: Evaluation, config: RunConfig, epochs: float | None = None,
@@ -303,11 +306,15 @@ def run(config: RunConfig) -> RunResult:
         "warm_started": sum(e.source.startswith("cache:") for e in evaluations),
         "finetune_steps_per_evaluation": setup.evaluator.steps,
         "finetune_steps_total": int(sum(e.steps for e in evaluations)),
+        # with the short fine-tunes (fidelity 1) that chose the batches: what a step limit counts
+        "finetune_steps_with_short": spent_steps(evaluations),
         "finetune_seconds_total": float(sum(e.seconds for e in evaluations)),
         "search_overhead_seconds_this_session": search_seconds,
         # cheap evaluations at fidelity 0 (part of the search overhead above)
         "zero_shot_scored_this_session": setup.zero_shot.n_scored,
         "zero_shot_seconds_this_session": setup.zero_shot.seconds,
+        **({"short_finetunes_this_session": setup.short.n_scored, "short_finetune_steps_this_session":
+            setup.short.steps_spent, "short_finetune_seconds_this_session": setup.short.seconds} if setup.short else {}),
         "wall_seconds_this_session": time.perf_counter() - started,
         "base_model_from_cache": setup.base_from_cache,
         "dense_val_error": setup.dense_val_error, "dense_test_error": setup.dense_test_error,

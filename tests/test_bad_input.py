@@ -106,6 +106,13 @@ def test_polishing_a_compression_problem_is_one_line(tmp_path, capsys):
     _one_line_error(capsys, "polish_steps must be 0, or > 0 with every objective modelled", "cheap objectives: given")
 
 
+def test_a_shortlist_no_bigger_than_the_batch_or_without_features_is_one_line(tmp_path, capsys):
+    assert main(_run(tmp_path, "--search", "surrogate", "--shortlist", "4")) == 2
+    _one_line_error(capsys, "shortlist must be 0 or an integer > q (4), got 4")
+    assert main(_run(tmp_path, "--search", "surrogate", "--shortlist", "8")) == 2  # the plain GP reads no features
+    _one_line_error(capsys, "shortlist must be 0, or more than q (4)", "surrogate=gp")
+
+
 def test_a_model_factory_that_raises_is_a_config_error(tmp_path, capsys):
     assert main(_run(tmp_path, "--model", "math:sqrt")) == 2
     _one_line_error(capsys, "model factory 'math:sqrt' must be callable as factory(input_shape, n_classes) -> "

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from surrogate_emo.errors import ConfigError, SearchSpaceError
-from surrogate_emo.evaluate import FAILED_ERROR, Evaluator
+from surrogate_emo.evaluate import FAILED_ERROR, Evaluation, Evaluator, spent_steps
 from surrogate_emo.pipeline import prepare
 from tiny import tiny_config
 
@@ -120,3 +120,12 @@ def test_warm_fraction_sets_the_steps_of_a_warm_started_evaluation(tmp_path, fra
     assert cold.source == "base" and cold.steps == 8
     warm = setup.evaluator(np.full(setup.scheme.dim, 0.6), seed=1)
     assert warm.source.startswith("cache:") and warm.steps == warm_steps
+
+
+def test_spent_steps_charge_a_batch_s_short_fine_tunes_once():
+    def trial(t, first, **notes):
+        return Evaluation(np.zeros(2), 0.1, {"params": 1.0}, steps=10, trial=t, extra={"batch_first": first, **notes})
+
+    design = [trial(0, 0), trial(1, 0)]
+    batch = [trial(2, 2, short_steps=15), trial(3, 2, short_steps=15)]  # every trial of a batch carries the charge
+    assert spent_steps(design) == 20 and spent_steps(design + batch) == 40 + 15

@@ -7,7 +7,8 @@ import pytest
 
 from surrogate_emo.data import load_dataset
 from surrogate_emo.errors import ConfigError
-from surrogate_emo.fidelity import ERROR_FLOOR, ZeroShot
+from surrogate_emo.evaluate import Evaluator
+from surrogate_emo.fidelity import ERROR_FLOOR, ShortFineTune, ZeroShot
 from surrogate_emo.models import mlp
 from surrogate_emo.schemes import scheme_class
 from surrogate_emo.train import error_rate, fit
@@ -46,3 +47,27 @@ def test_bad_input(screen):
         ZeroShot(screen.scheme, screen.base, data.val, size=0)
     with pytest.raises(ValueError, match="genome"):
         screen.errors(np.full((1, screen.scheme.dim), 2.0))
+
+
+def test_a_short_fine_tune_lowers_the_error_and_repeats_exactly_in_another_process(screen):
+    screen, data = screen
+    evaluator = Evaluator(screen.base, data, screen.scheme, steps=60, lr=3e-3, batch_size=64)
+    X = 0.6 + 0.4 * np.random.default_rng(2).random((3, screen.scheme.dim))  # one loses 20 points uncompressed
+    short = ShortFineTune(evaluator, steps=30, size=200, seed=5)
+    errors = short.errors(X)
+    assert short.n_scored == 3 and short.steps_spent == 90 and short.seconds > 0
+    assert np.mean(errors) < np.mean(screen.errors(X)) - 0.03  # 30 steps recover much of what compression lost
+    again = ShortFineTune(evaluator, steps=30, size=200, seed=5)  # a resumed run scores them afresh
+    assert np.array_equal(again.errors(X[::-1]), errors[::-1])
+    assert short.errors(X).tolist() == errors.tolist() and short.n_scored == 3  # remembered, not repeated
+    assert short.features(X[:1]).tolist() == [[np.log(max(errors[0], ERROR_FLOOR))]]
+    assert short.genome_seed(X[0]) != ShortFineTune(evaluator, steps=30, seed=6).genome_seed(X[0])
+
+
+def test_bad_short_fine_tunes(screen):
+    screen, data = screen
+    evaluator = Evaluator(screen.base, data, screen.scheme, steps=60)
+    with pytest.raises(ConfigError, match="at least 1 step, got steps=0"):
+        ShortFineTune(evaluator, steps=0)
+    with pytest.raises(ConfigError, match="at least 1 validation sample, got size=0"):
+        ShortFineTune(evaluator, steps=3, size=0)

@@ -219,3 +219,66 @@ def test_a_polished_loop_resumes_to_the_same_proposals():
     b.restore(stored)
     b.tell(a.X, a.F)
     assert np.array_equal(a.ask(2), b.ask(2))
+
+
+class FakeShortFineTune:
+    """Fidelity 1 on ZDT1: the first objective itself, noiseless (a short fine-tune that ranks perfectly); it
+    remembers which genomes it scored."""
+
+    steps, seconds = 7, 0.0
+
+    def __init__(self):
+        self.scored = set()
+
+    def errors(self, X):
+        self.scored.update(row.tobytes() for row in X)
+        return ZDT1.evaluate(X)[:, 0]
+
+    def features(self, X):
+        return np.log(np.maximum(self.errors(X), 1e-3))[:, None]
+
+
+def first_objective(X):
+    return ZDT1.evaluate(X)[:, :1]
+
+
+def test_a_shortlist_gets_short_fine_tunes_and_the_batch_is_chosen_among_it():
+    short, stored = FakeShortFineTune(), []
+    search = drive(make(surrogate="gp-f0", features=first_objective, shortlist=5, short=short), 14, stored)
+    loop = stored[8:]
+    assert [note["short_scored"] for note in loop] == [5 + 8] * 2 + [5] * 2 + [5] * 2  # the design's at first
+    assert all(note["short_steps"] == 7 * note["short_scored"] for note in loop)
+    assert {row.tobytes() for row in search.X} <= short.scored  # every true evaluation was shortlisted first
+    assert all(note["short_error"] == pytest.approx(f) for note, f in zip(loop, search.F[8:, 0]))
+    assert all(len(note["features"]) == 2 for note in loop)  # the refitted surrogate read both fidelities
+    assert set(loop[-1]["fit_state"]) == {"gp-f0", "gp-f0|short"}  # both fits start warm next time
+    replay = make(surrogate="gp-f0", features=first_objective, shortlist=5, short=FakeShortFineTune())
+    replay.restore(stored[:12])  # a resumed run: the same archive and states, the same batch and charges
+    replay.tell(search.X[:12], search.F[:12])
+    assert np.array_equal(replay.ask(2), search.X[12:])
+    assert replay.annotations(search.X[12:])[0]["short_steps"] == 7 * 5
+
+
+def test_the_ehvi_shortlist_starts_with_the_batch_it_would_choose():
+    from surrogate_emo.infill import InfillContext, make_infill
+    from surrogate_emo.surrogates import make_surrogate
+
+    X = np.random.default_rng(0).random((12, 4))
+    context = InfillContext(make_surrogate("gp").fit(X, ZDT1.evaluate(X)), X, ZDT1.evaluate(X), 2, None,
+                            np.array([1.1, 1.1]), seed=0)
+    pool = np.random.default_rng(1).random((20, 4))
+    infill = make_infill("ehvi-lazy")
+    listed = infill.shortlist(context, pool, 6, 2)
+    assert len(set(listed.tolist())) == 6 and listed[:2].tolist() == infill.select(context, pool, 2).tolist()
+    assert len(make_infill("mean").shortlist(context, pool, 30, 2)) == 20  # never more than the pool
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(shortlist=2), "shortlist must be 0, or more than q \\(2\\)"),
+    (dict(shortlist=5, surrogate="gp-f0"), "short fine-tunes: none"),
+    (dict(shortlist=5, surrogate="gp", short=FakeShortFineTune()), "one surrogate that reads features"),
+    (dict(shortlist=5, surrogate="gp-f0+rf-f0", short=FakeShortFineTune()), "surrogate=gp-f0\\+rf-f0"),
+])
+def test_bad_shortlists(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        make(**kwargs)

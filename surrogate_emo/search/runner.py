@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from surrogate_emo.cache import genome_key
 from surrogate_emo.errors import ConfigError, RunInterrupted, StudyMismatchError
-from surrogate_emo.evaluate import Evaluation, Evaluator, trial_seed, used_labels
+from surrogate_emo.evaluate import Evaluation, Evaluator, spent_steps, trial_seed, used_labels
 from surrogate_emo.front import hypervolume, pareto_indices
 from surrogate_emo.search.base import Search
 from surrogate_emo.store import Study
@@ -27,7 +27,8 @@ GENOME_TOLERANCE = 1e-9
 
 class TrialRunner:
     """Numbers trials, evaluates or replays them, and stops at ``budget`` true evaluations (or, between batches, at
-    ``time_limit`` seconds of this session or ``step_limit`` fine-tuning steps of the whole run).
+    ``time_limit`` seconds of this session or ``step_limit`` fine-tuning steps of the whole run, short fine-tunes
+    included: `spent_steps`).
 
     Resume works by replay: the search is rerun from its seed, and each trial already in the study is answered
     from the study instead of being fine-tuned again. A stored genome that differs from the one proposed by more
@@ -80,7 +81,7 @@ class TrialRunner:
                 if self.time_limit is not None and time.perf_counter() - started >= self.time_limit:
                     self.stopped_by = "time_limit"
                     break
-                if self.step_limit is not None and sum(e.steps for e in self.history) >= self.step_limit:
+                if self.step_limit is not None and spent_steps(self.history) >= self.step_limit:
                     self.stopped_by = "step_limit"  # counted over every session: the stored steps are exact
                     break
                 start = time.perf_counter()

@@ -52,6 +52,14 @@ class SurrogateSearch(Search):
     archive and the latest stored state (`restore`) and carries on, with no replay of earlier iterations
     (``stateless``). ``refit="cold"`` fits every iteration from the defaults, as runs before warm fits did.
 
+    With ``shortlist = k`` and a fidelity-1 scorer ``short`` (`surrogate_emo.fidelity.ShortFineTune`), each
+    iteration's criterion shortlists ``k`` candidates (`Infill.shortlist`: its batch, then the best of the rest),
+    each gets a short fine-tune, and the batch is chosen among them by the surrogate refitted on the archive with
+    the short-fine-tune error as one more input: a ladder of fidelities 0 (the pool), 1 (the shortlist) and 2
+    (the batch). The archive's genomes get their short fine-tunes too (the design's at the first iteration). Each
+    trial records its short-fine-tune error and its iteration's short fine-tunes (``short_steps``, charged once
+    per genome of the run, so exact across a resume: `surrogate_emo.evaluate.spent_steps` counts them).
+
     Example:
         >>> search = SurrogateSearch(dim=3, n_obj=2, seed=0, n_init=5, q=2, n_expensive=2, ref_point=[1.1, 1.1])
         >>> search.ask(100).shape  # the initial design first
@@ -65,7 +73,8 @@ class SurrogateSearch(Search):
                  screen_design: int = 0, polish_steps: int = 0, n_expensive: int = 1,
                  cheap: Callable[[np.ndarray], np.ndarray] | None = None, ref_point=None,
                  log_scale: bool = False, features: Features | None = None,
-                 structure: Callable[[np.ndarray], list] | None = None, refit: str = "warm") -> None:
+                 structure: Callable[[np.ndarray], list] | None = None, refit: str = "warm", shortlist: int = 0,
+                 short=None) -> None:
         super().__init__(dim, n_obj, seed)
         if q < 1 or n_init < 2 or pool_size < q or pool_generations < 1 or screen_generations < 0:
             raise ConfigError(f"need q >= 1, n_init >= 2, pool_size >= q, pool_generations >= 1 and "
@@ -90,7 +99,14 @@ class SurrogateSearch(Search):
                               f"objectives), a differentiable surrogate (gp) and an EHVI infill (ehvi, ehvi-lazy); "
                               f"got polish_steps={polish_steps}, cheap objectives: {'none' if cheap is None else 'given'}, "
                               f"surrogate={surrogate}, infill={infill}")
+        if shortlist and (shortlist <= q or short is None or len(self.surrogates) > 1
+                          or not surrogate_class(self.surrogates[0]).uses_features):
+            raise ConfigError(f"shortlist must be 0, or more than q ({q}) with short fine-tunes (a compression "
+                              f"problem) and one surrogate that reads features (gp-f0, rf-f0); got "
+                              f"shortlist={shortlist}, short fine-tunes: {'none' if short is None else 'given'}, "
+                              f"surrogate={surrogate}")
         self.polish_steps = polish_steps
+        self.shortlist, self.short = shortlist, short
         self.q, self.n_init, self.pool_size, self.pool_generations = q, n_init, pool_size, pool_generations
         self.screen_generations, self.screen_design = screen_generations, screen_design
         self.n_expensive, self.cheap, self.log_scale = n_expensive, cheap, log_scale
@@ -106,16 +122,17 @@ class SurrogateSearch(Search):
         self._last: dict[int, dict] = {}
         self.refit = refit
         self._fit_states: dict[str, dict] = {}  # per surrogate of the portfolio: where its next fit starts
+        self._fitted_now: dict[str, Surrogate] = {}
 
     @classmethod
     def from_config(cls, config, dim: int, n_obj: int, cheap=None, n_expensive: int = 1, ref_point=None,
-                    features=None, structure=None, **_):
+                    features=None, structure=None, short=None, **_):
         return cls(dim, n_obj, seed=config.seed, surrogate=config.surrogate, infill=config.infill, q=config.q,
                    n_init=config.n_init, pool_size=config.pool_size, pool_generations=config.pool_generations,
                    screen_generations=config.screen_generations, screen_design=config.screen_design,
                    polish_steps=config.polish_steps, n_expensive=n_expensive, cheap=cheap,
                    ref_point=ref_point, log_scale=config.error_scale == "log", features=features, structure=structure,
-                   refit=config.refit)
+                   refit=config.refit, shortlist=config.shortlist, short=short)
 
     def ask(self, n_max: int) -> np.ndarray:
         self._last = {}
@@ -132,10 +149,10 @@ class SurrogateSearch(Search):
         stats = {"iteration": len(self.iterations), "archive": len(self.X), **stats}
         self.iterations.append(stats)
         notes = [note for name, surrogate, picked in shares for note in self._predictions(name, surrogate, picked)]
-        for name, surrogate, _ in shares if self.refit == "warm" else ():
+        for key, surrogate in self._fitted_now.items() if self.refit == "warm" else ():
             state = surrogate.state()
             if state is not None:
-                self._fit_states[name] = state
+                self._fit_states[key] = state
         # every trial of the batch carries the states, so that any of them restores the next iteration's start
         kept = {"fit_state": dict(self._fit_states)} if self._fit_states else {}
         self._last = {i: {**stats, **note, **kept} for i, note in enumerate(notes)}
@@ -148,8 +165,12 @@ class SurrogateSearch(Search):
             mean = np.exp(mean)  # var stays on the log scale it was modelled on
         notes = [{"predicted": m.tolist(), "predicted_var": v.tolist()} for m, v in zip(mean, var)]
         if self.features is not None and surrogate.uses_features:
-            for note, row in zip(notes, self.features(picked)):
+            read = getattr(surrogate, "features", None) or self.features  # with the short fine-tunes' where refitted
+            for note, row in zip(notes, read(picked)):
                 note["features"] = row.tolist()
+        if self.shortlist:
+            for note, error in zip(notes, self.short.errors(picked)):
+                note["short_error"] = float(error)
         if len(self.surrogates) > 1:
             for note in notes:
                 note["surrogate"] = name
@@ -181,6 +202,7 @@ class SurrogateSearch(Search):
         criterion. Returns (name, fitted surrogate, picked genomes) per share, and the summed timings."""
         if self.features is not None:
             self.features.seconds = 0.0
+        self._fitted_now = {}  # every surrogate fitted this iteration, by the key its warm state is kept under
         stats = dict.fromkeys(("fit_seconds", "pool_seconds", "infill_seconds"), 0.0)
         shares, picked = [], np.zeros((0, self.dim))
         sizes = [len(share) for share in np.array_split(np.arange(min(self.q, n_max)), len(self.surrogates))]
@@ -197,27 +219,54 @@ class SurrogateSearch(Search):
             pool = self._pool(self._context(on_genome, member_seed), member_seed, pending=picked,
                               refine=context if on_genome is not surrogate else None)
             pooled = time.perf_counter()
-            chosen = pool[self.infill.select(context, pool, size)]
+            if self.shortlist:
+                surrogate, context, chosen = self._short_choice(name, member_seed, context, pool, size, stats)
+            else:
+                chosen = pool[self.infill.select(context, pool, size)]
             if self.polish_steps:
                 chosen = polish(context, chosen, self.polish_steps)
             stats["fit_seconds"] += fitted - started
             stats["pool_seconds"] += pooled - fitted
-            stats["infill_seconds"] += time.perf_counter() - pooled
+            stats["infill_seconds"] += time.perf_counter() - pooled - stats.get("short_seconds", 0.0)
             shares.append((name, surrogate, chosen))
             picked = np.vstack([picked, chosen])
         if self.features is not None:  # spent inside the three above: cheap evaluations, not optimizer time
             stats["feature_seconds"] = self.features.seconds
         return shares, stats
 
-    def _fitted(self, name: str, seed: int) -> Surrogate:
-        """Surrogate ``name`` fitted to the archive's expensive objectives, on a log scale if asked."""
+    def _short_choice(self, name: str, seed: int, context: InfillContext, pool: np.ndarray, size: int,
+                      stats: dict) -> tuple[Surrogate, InfillContext, np.ndarray]:
+        """The fidelity-1 step of an iteration: shortlist, short fine-tunes, refit with their errors, choose
+        ``size``. Returns the refitted surrogate, its context and the chosen rows; adds the short fine-tunes'
+        count, steps and seconds to ``stats``."""
+        listed = pool[self.infill.shortlist(context, pool, self.shortlist, size)]
+        first = len(self.X) == self.n_init  # the design's genomes are scored now, the loop's when shortlisted
+        spent, started = self.short.seconds, time.perf_counter()
+        self.short.features(np.vstack([self.X, listed]))
+        stats["short_seconds"] = time.perf_counter() - started
+        stats["short_spent_seconds"] = self.short.seconds - spent  # without the scores remembered from before
+        stats["short_scored"] = len(listed) + (self.n_init if first else 0)
+        stats["short_steps"] = stats["short_scored"] * self.short.steps
+        refitted = self._fitted(name, seed, features=self._with_short, key=f"{name}|short")
+        refined = self._context(refitted, seed)
+        return refitted, refined, listed[self.infill.select(refined, listed, size)]
+
+    def _with_short(self, X: np.ndarray) -> np.ndarray:
+        """The features the refitted surrogate reads: fidelity 0 and fidelity 1."""
+        return np.hstack([self.features(X), self.short.features(X)])
+
+    def _fitted(self, name: str, seed: int, features: Features | None = None, key: str | None = None) -> Surrogate:
+        """Surrogate ``name`` fitted to the archive's expensive objectives, on a log scale if asked, reading
+        ``features`` (default: fidelity 0); warm refits start from the state kept under ``key`` (default: ``name``)."""
         expensive = self.F[:, : self.n_expensive]
         if self.log_scale:
             # errors span decades at the interesting end: on a log scale the GP's error there halves (measured);
             # the floor keeps a perfect score from becoming an outlier that bends the whole fit
             expensive = np.log(np.maximum(expensive, LOG_FLOOR))
-        return make_surrogate(name, seed=seed, features=self.features).fit(self.X, expensive,
-                                                                           start=self._fit_states.get(name))
+        fitted = make_surrogate(name, seed=seed, features=features or self.features).fit(
+            self.X, expensive, start=self._fit_states.get(key or name))
+        self._fitted_now[key or name] = fitted
+        return fitted
 
     def annotations(self, X: np.ndarray) -> list[dict]:
         """Per asked genome: the surrogate's prediction and the iteration's timings (stored with the trial)."""
