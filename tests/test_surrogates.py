@@ -145,3 +145,18 @@ def test_a_gp_start_of_another_shape_is_ignored(data):
     cold = make_surrogate("gp", seed=0).fit(X, smooth(X)).predict(X_test)
     started = make_surrogate("gp", seed=0).fit(X, smooth(X), start=other).predict(X_test)
     assert np.array_equal(cold[0], started[0]) and np.array_equal(cold[1], started[1])
+
+
+def test_an_input_an_earlier_fit_switched_off_can_come_back(data, monkeypatch):
+    from surrogate_emo.surrogates import gp
+
+    X, X_test = data
+    state = make_surrogate("gp", seed=0).fit(X, smooth(X)).state()
+    name = next(key for key in state if key.endswith("raw_lengthscale"))
+    state[name] = [[3000.0] + state[name][0][1:]]  # the first input switched off, as chains of warm fits left it
+    cold = make_surrogate("gp", seed=0).fit(X, smooth(X)).predict(X_test)[0]
+    warm = make_surrogate("gp", seed=0).fit(X, smooth(X), start=state).predict(X_test)[0]
+    assert np.abs(warm - cold).max() < 0.02 * np.ptp(smooth(X_test))
+    monkeypatch.setattr(gp, "WARM_LENGTHSCALE_CAP", float("inf"))  # uncapped, the optimizer never brings it back
+    stuck = make_surrogate("gp", seed=0).fit(X, smooth(X), start=state).predict(X_test)[0]
+    assert np.abs(stuck - cold).max() > 0.1 * np.ptp(smooth(X_test))

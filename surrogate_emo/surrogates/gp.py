@@ -16,6 +16,13 @@ from gpytorch.mlls import ExactMarginalLogLikelihood
 from surrogate_emo.surrogates.base import Surrogate
 
 
+# A warm start sets every raw lengthscale above this to this (a lengthscale of about 3 on inputs normalised to the
+# unit cube: nearly switched off). Far above it the likelihood's gradient vanishes, and an input an earlier fit
+# switched off could never come back: on LeNet-300-100 such chains of warm fits ended at a marginal likelihood far
+# below the cold fit's (results/warm_refit_drift/) and wasted half the loop's evaluations on chance-level models.
+WARM_LENGTHSCALE_CAP = 3.0
+
+
 class GPSurrogate(Surrogate):
     """BoTorch ``SingleTaskGP`` (input normalisation, outcome standardisation, ARD Matern-5/2 kernel) fitted by
     maximum marginal likelihood with ``fit_gpytorch_mll``; one independent GP per expensive objective. Given the
@@ -47,13 +54,17 @@ class GPSurrogate(Surrogate):
 
     def _load(self, start: dict | None) -> None:
         """Set the hyperparameters (raw, as the optimizer sees them) to ``start``'s where it has every one of them
-        in the same shape; otherwise leave the defaults (a first fit, or another number of inputs)."""
+        in the same shape, each lengthscale at most `WARM_LENGTHSCALE_CAP`; otherwise leave the defaults (a first
+        fit, or another number of inputs)."""
         params = dict(self._gp.named_parameters())
         if not start or start.keys() != params.keys():
             return
         values = {name: torch.as_tensor(value, dtype=params[name].dtype) for name, value in start.items()}
         if any(values[name].shape != param.shape for name, param in params.items()):
             return
+        for name in values:
+            if name.endswith("raw_lengthscale"):
+                values[name] = values[name].clamp(max=WARM_LENGTHSCALE_CAP)
         with torch.no_grad():
             for name, param in params.items():
                 param.copy_(values[name])
