@@ -39,7 +39,7 @@ LATER_FIELDS = ("scheme", "objective_decades", "coding", "index_bits", "dataflow
                 "shortlist_fraction")
 
 # What a stored run that lacks a field had: the cheap objectives were linear ratios before ``objective_scale``, and
-# the loop fitted its surrogates from scratch every iteration before ``refit``.
+# the loop fitted its surrogates from scratch every iteration before ``refit`` (as it does again by default).
 LEGACY_VALUES = {"objective_scale": "linear", "refit": "cold"}
 
 
@@ -144,9 +144,10 @@ class RunConfig:
     polish_steps: int = _opt(0, "L-BFGS-B steps up the EHVI from each chosen batch, inside the unit cube; only where "
                              "every objective is modelled (a test problem) and with gp. 0: the pool's points as they are",
                              LOOP)
-    refit: str = _opt("warm", "how the loop refits its GPs each iteration: warm starts from the last fit's "
-                      "hyperparameters (stored with the trials; about a quarter of the optimizer steps), cold from the "
-                      "defaults (as runs before warm fits)", LOOP, choices=("warm", "cold"))
+    refit: str = _opt("cold", "how the loop refits its GPs each iteration: cold from the defaults, or warm from the "
+                      "last fit's hyperparameters (stored with the trials; fewer optimizer steps on one refit, but "
+                      "chains of them settled in worse optima on LeNet-300-100: results/warm_refit_drift)", LOOP,
+                      choices=("warm", "cold"))
     shortlist: int = _opt(0, "fidelity 1: candidates per iteration the infill shortlists and fine-tunes briefly "
                           "(shortlist_fraction of the steps); the batch is then chosen among them by the surrogate "
                           "refitted with their short-fine-tune error as an input. 0: no short fine-tunes", LOOP)

@@ -60,10 +60,10 @@ def test_proposals_depend_only_on_seed_archive_and_stored_fit_state(refit):
 
 def test_warm_refit_starts_from_the_last_fit_and_needs_its_state_to_repeat():
     stored = []
-    a = drive(make(), 12, stored)
+    a = drive(make(refit="warm"), 12, stored)
     state = stored[-1]["fit_state"]["gp"]
     assert all(np.isfinite(np.asarray(v, dtype=float)).all() for v in state.values())
-    cold = make()  # told the archive but not the state: it fits from the defaults, to another (nearby) optimum
+    cold = make(refit="warm")  # told the archive but not the state: it fits from the defaults, to another (nearby) optimum
     cold.tell(a.X, a.F)
     X = a.ask(2)
     warm_state = a.annotations(X)[0]["fit_state"]["gp"]
@@ -127,12 +127,12 @@ def test_a_feature_surrogate_is_told_the_features_and_they_are_recorded():
 
 def test_a_portfolio_splits_each_batch_between_its_surrogates():
     stored = []
-    search = drive(make(surrogate="gp+rf", q=3), 14, stored)
+    search = drive(make(surrogate="gp+rf", q=3, refit="warm"), 14, stored)
     notes = search.annotations(search.X[-3:])
     assert [note["surrogate"] for note in notes] == ["gp", "gp", "rf"]  # the first member takes the remainder
     assert list(notes[0]["fit_state"]) == ["gp"]  # the forest keeps no state between fits
     assert len({row.tobytes() for row in search.X}) == 14  # the shares never pick the same genome
-    replay = make(surrogate="gp+rf", q=3)
+    replay = make(surrogate="gp+rf", q=3, refit="warm")
     replay.restore(stored[:11])  # a resumed run: the same archive and stored state, the same batch
     replay.tell(search.X[:11], search.F[:11])
     assert np.array_equal(replay.ask(3), search.X[11:])
@@ -244,7 +244,8 @@ def first_objective(X):
 
 def test_a_shortlist_gets_short_fine_tunes_and_the_batch_is_chosen_among_it():
     short, stored = FakeShortFineTune(), []
-    search = drive(make(surrogate="gp-f0", features=first_objective, shortlist=5, short=short), 14, stored)
+    search = drive(make(surrogate="gp-f0", features=first_objective, shortlist=5, short=short, refit="warm"), 14,
+                   stored)
     loop = stored[8:]
     assert [note["short_scored"] for note in loop] == [5 + 8] * 2 + [5] * 2 + [5] * 2  # the design's at first
     assert all(note["short_steps"] == 7 * note["short_scored"] for note in loop)
@@ -252,7 +253,7 @@ def test_a_shortlist_gets_short_fine_tunes_and_the_batch_is_chosen_among_it():
     assert all(note["short_error"] == pytest.approx(f) for note, f in zip(loop, search.F[8:, 0]))
     assert all(len(note["features"]) == 2 for note in loop)  # the refitted surrogate read both fidelities
     assert set(loop[-1]["fit_state"]) == {"gp-f0", "gp-f0|short"}  # both fits start warm next time
-    replay = make(surrogate="gp-f0", features=first_objective, shortlist=5, short=FakeShortFineTune())
+    replay = make(surrogate="gp-f0", features=first_objective, shortlist=5, short=FakeShortFineTune(), refit="warm")
     replay.restore(stored[:12])  # a resumed run: the same archive and states, the same batch and charges
     replay.tell(search.X[:12], search.F[:12])
     assert np.array_equal(replay.ask(2), search.X[12:])

@@ -73,7 +73,7 @@ class SurrogateSearch(Search):
                  screen_design: int = 0, polish_steps: int = 0, n_expensive: int = 1,
                  cheap: Callable[[np.ndarray], np.ndarray] | None = None, ref_point=None,
                  log_scale: bool = False, features: Features | None = None,
-                 structure: Callable[[np.ndarray], list] | None = None, refit: str = "warm", shortlist: int = 0,
+                 structure: Callable[[np.ndarray], list] | None = None, refit: str = "cold", shortlist: int = 0,
                  short=None) -> None:
         super().__init__(dim, n_obj, seed)
         if q < 1 or n_init < 2 or pool_size < q or pool_generations < 1 or screen_generations < 0:
