@@ -1,6 +1,7 @@
 """Surrogate work per iteration (fit + NSGA-II pool + infill choice) at an archive of 200 real evaluations, with
 the exhaustive and the lazy conditioned EHVI, and the GP refitted warm (from its fit at 196, the iteration before,
-as a run does by default) or cold (from the defaults).
+as `--refit warm` does, each lengthscale started at most at 3) or cold (from the defaults, as a run does by
+default).
 
 The archive is the first 200 evaluations of the committed LeNet-300-100 / Fashion-MNIST NSGA-II study (seed 0), so errors
 and genomes are real; the cheap objective is the exact params ratio. Nothing is fine-tuned.

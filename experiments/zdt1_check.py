@@ -1,10 +1,11 @@
 """Synthetic check of the surrogate loop: pymoo's ZDT1 with 6 variables, both objectives treated as expensive,
 100 true evaluations, against BoTorch's qLogNEHVI and NSGA-II at the same budget. Hypervolume reference point (1.1, 1.1); the true
-front's hypervolume is 0.8767 (the limit). The loop three ways with GPs refitted cold every iteration (as before warm
-refits): the exhaustive conditioned EHVI, the lazy one (the default), and the lazy one with each batch polished by
-20 L-BFGS-B steps up its EHVI (``polish_steps``); the last two again with warm refits (the default). Optimizer
-seconds per iteration (fit, pool, choice) beside the hypervolume: the evaluations cost nothing. Run it alone on the
-machine: the seconds of the methods are compared. ``--methods`` runs some of them and keeps the others' stored rows.
+front's hypervolume is 0.8767 (the limit). The loop three ways with GPs refitted cold every iteration (the
+default): the exhaustive conditioned EHVI, the lazy one (the default), and the lazy one with each batch polished by
+20 L-BFGS-B steps up its EHVI (``polish_steps``); the last two again with warm refits (``refit="warm"``,
+lengthscales started at most at 3). Optimizer seconds per iteration (fit, pool, choice) beside the hypervolume:
+the evaluations cost nothing. Run it alone on the machine: the seconds of the methods are compared. ``--methods``
+runs some of them and keeps the others' stored rows.
 
     python experiments/zdt1_check.py [--seeds 0 1 2] [--methods surrogate_gp_lazy_warm_q4 ...]
 
