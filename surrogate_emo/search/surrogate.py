@@ -241,10 +241,9 @@ class SurrogateSearch(Search):
         count, steps and seconds to ``stats``."""
         listed = pool[self.infill.shortlist(context, pool, self.shortlist, size)]
         first = len(self.X) == self.n_init  # the design's genomes are scored now, the loop's when shortlisted
-        spent, started = self.short.seconds, time.perf_counter()
-        self.short.features(np.vstack([self.X, listed]))
+        started = time.perf_counter()
+        self.short.features(np.vstack([self.X, listed]))  # on a resume, the archive's are scored again: seconds only
         stats["short_seconds"] = time.perf_counter() - started
-        stats["short_spent_seconds"] = self.short.seconds - spent  # without the scores remembered from before
         stats["short_scored"] = len(listed) + (self.n_init if first else 0)
         stats["short_steps"] = stats["short_scored"] * self.short.steps
         refitted = self._fitted(name, seed, features=self._with_short, key=f"{name}|short")
