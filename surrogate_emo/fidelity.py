@@ -28,6 +28,16 @@ from surrogate_emo.train import error_rate
 ERROR_FLOOR = 1e-3  # zero-shot errors below this are read as this on the log scale
 
 
+def _first(split: Split, size: int) -> Split:
+    """The first ``size`` samples of ``split``, where each cheap fidelity counts its errors."""
+    return Split(split.x[:size], split.y[:size]) if size < len(split) else split
+
+
+def _log_errors(errors: np.ndarray) -> np.ndarray:
+    """What a surrogate reads of a cheap fidelity: the log of its errors (floored at `ERROR_FLOOR`), `n x 1`."""
+    return np.log(np.maximum(errors, ERROR_FLOOR))[:, None]
+
+
 class ZeroShot:
     """Scores genomes at fidelity 0: compress the dense ``base`` to each genome and count the misclassified of the
     first ``size`` validation samples, with no training. Deterministic; each genome is scored once (remembered by
@@ -48,7 +58,7 @@ class ZeroShot:
         if size < 1:
             raise ConfigError(f"the zero-shot screen needs at least 1 validation sample, got size={size}")
         self.scheme, self.base = scheme, base
-        self.val = Split(val.x[:size], val.y[:size]) if size < len(val) else val
+        self.val = _first(val, size)
         self._memo: dict[bytes, float] = {}
         self.n_scored = 0
         self.seconds = 0.0
@@ -70,7 +80,7 @@ class ZeroShot:
 
     def features(self, X) -> np.ndarray:
         """What a surrogate reads: the log of the zero-shot error (floored at `ERROR_FLOOR`), `n x 1`."""
-        return np.log(np.maximum(self.errors(X), ERROR_FLOOR))[:, None]
+        return _log_errors(self.errors(X))
 
 
 class ShortFineTune:
@@ -98,9 +108,8 @@ class ShortFineTune:
             raise ConfigError(f"a short fine-tune needs at least 1 step, got steps={steps}")
         if size < 1:
             raise ConfigError(f"the short fine-tune's score needs at least 1 validation sample, got size={size}")
-        val = evaluator.data.val
         self.evaluator, self.steps, self.seed = evaluator, steps, seed
-        self.val = Split(val.x[:size], val.y[:size]) if size < len(val) else val
+        self.val = _first(evaluator.data.val, size)
         self._memo: dict[bytes, float] = {}
         self.n_scored = 0
         self.steps_spent = 0
@@ -132,4 +141,4 @@ class ShortFineTune:
 
     def features(self, X) -> np.ndarray:
         """What a surrogate reads: the log of the short-fine-tune error (floored at `ERROR_FLOOR`), `n x 1`."""
-        return np.log(np.maximum(self.errors(X), ERROR_FLOOR))[:, None]
+        return _log_errors(self.errors(X))
