@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from surrogate_emo.data import load_dataset
 from surrogate_emo.errors import ConfigError
@@ -17,6 +18,7 @@ from surrogate_emo.train import error_rate, fit
 @pytest.fixture(scope="module")
 def screen():
     data = load_dataset("digits")
+    torch.manual_seed(0)  # the initial weights: the same base on every run
     base = mlp(data.input_shape, data.n_classes)
     fit(base, data.train, 150, lr=3e-3, batch_size=64, seed=0)
     return ZeroShot(scheme_class("lowrank-sparse")(base, data.input_shape), base, data.val, size=200), data
@@ -52,11 +54,13 @@ def test_bad_input(screen):
 def test_a_short_fine_tune_lowers_the_error_and_repeats_exactly_in_another_process(screen):
     screen, data = screen
     evaluator = Evaluator(screen.base, data, screen.scheme, steps=60, lr=3e-3, batch_size=64)
-    X = 0.6 + 0.4 * np.random.default_rng(2).random((3, screen.scheme.dim))  # one loses 20 points uncompressed
+    # Compressed well past the cliff (70 to 90% error unfine-tuned): on the base models of four seeds, 30 steps won
+    # back 14 to 25 points on average.
+    X = 0.4 + 0.2 * np.random.default_rng(2).random((3, screen.scheme.dim))
     short = ShortFineTune(evaluator, steps=30, size=200, seed=5)
     errors = short.errors(X)
     assert short.n_scored == 3 and short.steps_spent == 90 and short.seconds > 0
-    assert np.mean(errors) < np.mean(screen.errors(X)) - 0.03  # 30 steps recover much of what compression lost
+    assert np.mean(errors) < np.mean(screen.errors(X)) - 0.07
     again = ShortFineTune(evaluator, steps=30, size=200, seed=5)  # a resumed run scores them afresh
     assert np.array_equal(again.errors(X[::-1]), errors[::-1])
     assert short.errors(X).tolist() == errors.tolist() and short.n_scored == 3  # remembered, not repeated
