@@ -23,6 +23,7 @@ from scipy.stats import mannwhitneyu
 from surrogate_emo.compare import load_run
 from surrogate_emo.evaluate import cheap_objective, spent_steps
 from surrogate_emo.front import hypervolume, hypervolume_trace
+from surrogate_emo.report import batch_key
 
 STUDIES = {
     "lenet300": dict(title="study 2 (LeNet-300-100", new=Path("results/lenet300_multifidelity"),
@@ -207,7 +208,7 @@ def main() -> None:
         rows = []
         for s in study.seeds_of(method):
             first = study.archive(method, s)[1][:budget]
-            iterations = {e.extra["iteration"]: e.extra for e in first if "iteration" in e.extra}  # one per batch
+            iterations = {batch_key(e): e.extra for e in first if "iteration" in e.extra}  # one per batch
             design = max((e.extra.get("design_feature_seconds", 0.0) for e in first), default=0.0)
             optimizer = sum(x["fit_seconds"] + x["pool_seconds"] + x["infill_seconds"] for x in iterations.values())
             zero_shot = sum(x.get("feature_seconds", 0.0) for x in iterations.values())

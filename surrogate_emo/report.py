@@ -54,13 +54,19 @@ def surrogate_accuracy(evaluations: list[Evaluation]) -> dict:
     if len(pairs) < 3:
         return {}
     rho = spearmanr(pairs[:, 0], pairs[:, 1]).statistic
-    iterations = {e.extra["iteration"]: e.extra for e in evaluations if "iteration" in e.extra}
+    iterations = {batch_key(e): e.extra for e in evaluations if "iteration" in e.extra}
     return {"infill_points": len(pairs), "spearman": float(rho),
             "mean_abs_error": float(np.abs(pairs[:, 0] - pairs[:, 1]).mean()),
             "iterations": len(iterations),
             "fit_seconds_per_iteration": float(np.mean([it["fit_seconds"] for it in iterations.values()])),
             "pool_seconds_per_iteration": float(np.mean([it["pool_seconds"] for it in iterations.values()])),
             "infill_seconds_per_iteration": float(np.mean([it["infill_seconds"] for it in iterations.values()]))}
+
+
+def batch_key(evaluation: Evaluation):
+    """What tells the surrogate loop's batches apart: the batch's first trial (its ``iteration`` number restarted
+    at 0 on each resume before the loop carried it on)."""
+    return evaluation.extra.get("batch_first", evaluation.extra.get("iteration"))
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:

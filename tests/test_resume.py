@@ -126,6 +126,8 @@ def test_surrogate_run_interrupted_mid_batch_resumes_to_the_same_archive(tmp_pat
     assert [e.trial for e in resumed.evaluations] == list(range(13))
     assert all(np.array_equal(a.genome, b.genome) for a, b in zip(resumed.evaluations, reference.evaluations))
     assert [e.error for e in resumed.evaluations] == [e.error for e in reference.evaluations]
+    numbered = [e.extra.get("iteration") for e in resumed.evaluations]  # carried on, not restarted, after the kill
+    assert numbered == [e.extra.get("iteration") for e in reference.evaluations] and numbered[-1] == 2
 
 
 def test_a_wall_clock_limit_stops_between_batches_and_says_so(tmp_path):

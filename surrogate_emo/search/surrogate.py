@@ -118,7 +118,8 @@ class SurrogateSearch(Search):
         self._design_seconds = 0.0
         self.X = np.zeros((0, dim))
         self.F = np.zeros((0, n_obj))
-        self.iterations: list[dict] = []  # timings and predictions of each surrogate iteration
+        self.iterations: list[dict] = []  # timings and predictions of each surrogate iteration of this session
+        self._iterations_before = 0  # those of the sessions before a resume, so the numbering carries on
         self._last: dict[int, dict] = {}
         self.refit = refit
         self._fit_states: dict[str, dict] = {}  # per surrogate of the portfolio: where its next fit starts
@@ -146,7 +147,7 @@ class SurrogateSearch(Search):
                 self._last = {i: {"design_feature_seconds": self._design_seconds} for i in range(len(design))}
             return design
         shares, stats = self._choose(n_max, self._iteration_seed())
-        stats = {"iteration": len(self.iterations), "archive": len(self.X), **stats}
+        stats = {"iteration": self._iterations_before + len(self.iterations), "archive": len(self.X), **stats}
         self.iterations.append(stats)
         notes = [note for name, surrogate, picked in shares for note in self._predictions(name, surrogate, picked)]
         for key, surrogate in self._fitted_now.items() if self.refit == "warm" else ():
@@ -272,7 +273,11 @@ class SurrogateSearch(Search):
         return [self._last.get(i, {}) for i in range(len(X))]
 
     def restore(self, notes: list[dict]) -> None:
-        """Start the next fits where the interrupted run would have: from the latest stored ``fit_state``."""
+        """Start the next fits where the interrupted run would have: from the latest stored ``fit_state``; number
+        the next iteration after the stored batches (``batch_first`` tells them apart, even where an earlier
+        resume numbered its iterations from 0 again)."""
+        batches = {note.get("batch_first", note["iteration"]) for note in notes if "iteration" in note}
+        self._iterations_before = len(batches)
         states = [note["fit_state"] for note in notes if "fit_state" in note]
         if self.refit == "warm" and states:
             self._fit_states = dict(states[-1])
