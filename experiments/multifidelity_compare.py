@@ -53,6 +53,7 @@ class Study:
 
     def __init__(self, name: str) -> None:
         self.__dict__.update(STUDIES[name])
+        self.new_methods = tuple(m for m in self.new_methods if self.seeds_of(m))  # those with a finished run
         self.methods = (*self.new_methods, *self.old_methods)
 
     def run_dir(self, method: str, seed: int) -> Path:
@@ -70,8 +71,9 @@ class Study:
         return self.archive(method, seed)[0]
 
     def seeds_of(self, method: str) -> list[int]:
-        """The seeds ``method`` ran (a method may run fewer than the study's)."""
-        return [s for s in self.seeds if method not in self.new_methods or any(self.new.glob(f"*/{method}_seed{s}"))]
+        """The seeds ``method`` finished (a method may run fewer than the study's; a run writes front.csv last)."""
+        return [s for s in self.seeds if method not in self.new_methods
+                or any(self.new.glob(f"*/{method}_seed{s}/front.csv"))]
 
     def archive(self, method: str, seed: int) -> tuple[np.ndarray, list]:
         """(validation error, log params) of every evaluation in trial order, failed ones at error 1."""
