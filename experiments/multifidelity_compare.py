@@ -72,8 +72,11 @@ class Study:
 
     def seeds_of(self, method: str) -> list[int]:
         """The seeds ``method`` finished (a method may run fewer than the study's; a run writes front.csv last)."""
-        return [s for s in self.seeds if method not in self.new_methods
-                or any(self.new.glob(f"*/{method}_seed{s}/front.csv"))]
+        return [s for s in self.seeds if method not in self.new_methods or self._finished(method, s)]
+
+    def _finished(self, method: str, seed: int) -> bool:
+        summaries = list(self.new.glob(f"*/{method}_seed{seed}/summary.json"))
+        return bool(summaries) and json.loads(summaries[0].read_text())["true_evaluations"] >= self.budget
 
     def archive(self, method: str, seed: int) -> tuple[np.ndarray, list]:
         """(validation error, log params) of every evaluation in trial order, failed ones at error 1."""
@@ -119,6 +122,9 @@ def p_value(a, b) -> str:
 def main() -> None:
     study = Study(sys.argv[1] if len(sys.argv) > 1 else "lenet300")
     budget, seeds, top = study.budget, study.seeds, study.nsga2
+    done = [study.summary("nsga2", s)["true_evaluations"] for s in seeds]  # its front.csv is of that count
+    if min(done) < top:
+        sys.exit(f"NSGA-II's runs in {study.run_dir('nsga2', 0).parent} hold {done} evaluations, not yet {top}")
     useful = study.summary("nsga2", 0)["dense_val_error"] + 0.10
     refs = (("1.0", 1.0), (f"{useful:.3f} (dense + 10 points)", useful))
     lines = [f"# Fidelity-0 loops against {study.title}, Fashion-MNIST, log-scale params axis)", "",

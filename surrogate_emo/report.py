@@ -64,8 +64,9 @@ def surrogate_accuracy(evaluations: list[Evaluation]) -> dict:
 
 
 def batch_key(evaluation: Evaluation):
-    """What tells the surrogate loop's batches apart: the batch's first trial (its ``iteration`` number restarted
-    at 0 on each resume before the loop carried it on)."""
+    """What tells the surrogate loop's batches apart: the batch's first trial (``batch_first``). Unlike the
+    ``iteration`` number, which restarted at 0 on each resume before commit 0946695, it is unique in a run; studies
+    made before ``batch_first`` existed fall back on ``iteration``."""
     return evaluation.extra.get("batch_first", evaluation.extra.get("iteration"))
 
 

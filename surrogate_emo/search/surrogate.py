@@ -274,8 +274,8 @@ class SurrogateSearch(Search):
 
     def restore(self, notes: list[dict]) -> None:
         """Start the next fits where the interrupted run would have: from the latest stored ``fit_state``; number
-        the next iteration after the stored batches (``batch_first`` tells them apart, even where an earlier
-        resume numbered its iterations from 0 again)."""
+        the next iteration after the stored batches (told apart by ``batch_first``, which is unique even where an
+        earlier resume numbered its iterations from 0 again; in studies older than it, by ``iteration``)."""
         batches = {note.get("batch_first", note["iteration"]) for note in notes if "iteration" in note}
         self._iterations_before = len(batches)
         states = [note["fit_state"] for note in notes if "fit_state" in note]
