@@ -23,7 +23,9 @@ RESUMABLE_FIELDS = ("budget", "time_limit", "step_limit", "progress", "output_di
 # Fields a built-in search never reads: a resumed run may differ in them (a default changed since it started).
 _LOOP_ONLY = ("surrogate", "infill", "error_scale", "q", "n_init", "pool_size", "pool_generations", "screen_size",
               "screen_generations", "screen_design", "polish_steps", "refit", "shortlist", "shortlist_fraction")
-UNUSED_FIELDS = {"nsga2": _LOOP_ONLY, "random": _LOOP_ONLY, "surrogate": ("pop_size",),
+_ACQUISITION_ONLY = ("error_reference",)  # read by the hypervolume acquisitions of the loop and of BoTorch
+UNUSED_FIELDS = {"nsga2": _LOOP_ONLY + _ACQUISITION_ONLY, "random": _LOOP_ONLY + _ACQUISITION_ONLY,
+                 "surrogate": ("pop_size",),
                  "botorch": ("pop_size", "surrogate", "infill", "pool_size", "pool_generations", "screen_size",
                              "screen_generations", "screen_design", "polish_steps", "refit", "shortlist",
                              "shortlist_fraction")}
@@ -36,7 +38,7 @@ DEFAULT_SCHEME = "lowrank-sparse"
 # defaults, so the runs and studies made before them keep their names and keys.
 LATER_FIELDS = ("scheme", "objective_decades", "coding", "index_bits", "dataflow", "recovery", "min_bits", "max_bits", "global_keep",
                 "final_schedule", "screen_size", "screen_generations", "screen_design", "polish_steps", "shortlist",
-                "shortlist_fraction")
+                "shortlist_fraction", "error_reference")
 
 # What a stored run that lacks a field had: the cheap objectives were linear ratios before ``objective_scale``, and
 # the loop fitted its surrogates from scratch every iteration before ``refit`` (as it does again by default).
@@ -127,6 +129,10 @@ class RunConfig:
                         "each picks its share of every batch)", LOOP, names=("gp", "rf", "gp-f0", "rf-f0"))
     infill: str = _opt("ehvi-lazy", "infill criterion, or package.module:Class", LOOP,
                      names=("ehvi-lazy", "ehvi", "ehvi-exact", "ehvi-bands", "parego", "mean", "random"))
+    error_reference: float = _opt(1.0, "the error coordinate of the reference point of the loop's (and BoTorch's) "
+                                  "hypervolume acquisition: a candidate predicted above it adds nothing, so the search "
+                                  "spends its evaluations below it (e.g. the dense error + 0.1). The reports keep 1.0",
+                                  LOOP)
     error_scale: str = _opt("log", "scale on which the surrogate models the error", LOOP, choices=("log", "linear"))
     q: int = _opt(4, "infill candidates truly evaluated per surrogate iteration", LOOP)
     n_init: int = _opt(20, "Latin-hypercube initial design of the surrogate loop (true evaluations)", LOOP)
@@ -234,6 +240,7 @@ class RunConfig:
             ("step_limit", self.step_limit is None or self.step_limit >= 1, "an integer >= 1 or unset"),
             ("q", self.q >= 1, "an integer >= 1"),
             ("error_scale", self.error_scale in ("log", "linear"), "'log' or 'linear'"),
+            ("error_reference", 0 < self.error_reference <= 1, "a number in (0, 1]"),
             ("n_init", self.n_init >= 2, "an integer >= 2"),
             ("pool_size", self.pool_size >= self.q, f"an integer >= q ({self.q})"),
             ("pool_generations", self.pool_generations >= 1, "an integer >= 1"),

@@ -165,8 +165,9 @@ def make_search(config: RunConfig, setup: Setup) -> Search:
     """The configured search on the compression problem: the error modelled, the cost ratios exact."""
     cheap_names = setup.evaluator.objective_names[1:]
     n_obj = 1 + len(cheap_names)
-    return search_class(config).from_config(config, setup.scheme.dim, n_obj, n_expensive=1,
-                                            ref_point=setup.evaluator.ref_point,
+    ref_point = setup.evaluator.ref_point.copy()
+    ref_point[0] = config.error_reference  # where the acquisition looks; the reports keep the evaluator's
+    return search_class(config).from_config(config, setup.scheme.dim, n_obj, n_expensive=1, ref_point=ref_point,
                                             cheap=setup.evaluator.cheap_objectives, features=setup.zero_shot.features,
                                             structure=setup.scheme.structure_keys, short=setup.short)
 

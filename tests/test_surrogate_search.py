@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from pymoo.problems import get_problem
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
+from surrogate_emo.config import RunConfig
 from surrogate_emo.errors import ConfigError
 from surrogate_emo.front import hypervolume
+from surrogate_emo.pipeline import make_search, prepare
 from surrogate_emo.search import SurrogateSearch
+from tiny import tiny_config
 
 ZDT1 = get_problem("zdt1", n_var=4)
 
@@ -283,3 +288,15 @@ def test_the_ehvi_shortlist_starts_with_the_batch_it_would_choose():
 def test_bad_shortlists(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         make(**kwargs)
+
+
+def test_the_error_reference_moves_where_the_loop_looks_not_what_the_reports_measure(tmp_path):
+    config = tiny_config(tmp_path, search="surrogate", error_reference=0.4)
+    setup = prepare(config)
+    assert make_search(config, setup).ref_point.tolist() == [0.4, 1.0]
+    assert setup.evaluator.ref_point.tolist() == [1.0, 1.0]  # the trace, summary and plots keep the whole range
+    assert make_search(dataclasses.replace(config, search="botorch"), setup).ref_point.tolist() == [0.4, 1.0]
+    # a run made before the field keeps its name; NSGA-II never reads it
+    loop, plain = RunConfig(search="surrogate", error_reference=0.4), RunConfig(search="surrogate")
+    assert loop.name != plain.name and "error_reference" not in plain.identity()
+    assert RunConfig(search="nsga2", error_reference=0.4).name == RunConfig(search="nsga2").name
