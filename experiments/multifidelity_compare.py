@@ -32,7 +32,7 @@ STUDIES = {
                                   "surrogate_rf_f0_design_exact", "surrogate_gp_f0_design",
                                   "surrogate_gp_f0_design_screened", "surrogate_portfolio_design",
                                   "surrogate_gp_f0_design_warm", "surrogate_gp_f0_design_short",
-                                  "surrogate_gp_f0_design_exact"),
+                                  "surrogate_gp_f0_design_exact", "surrogate_gp_f0_design_useful"),
                      old_methods=("surrogate_gp", "surrogate_rf", "botorch", "random", "nsga2"),
                      longer=dict(random=Path("results/lenet300_peers_140/lenet-300-100_fashion-mnist"),
                                  botorch=Path("results/lenet300_peers_140/lenet-300-100_fashion-mnist"))),
