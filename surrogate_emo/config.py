@@ -241,6 +241,8 @@ class RunConfig:
             ("q", self.q >= 1, "an integer >= 1"),
             ("error_scale", self.error_scale in ("log", "linear"), "'log' or 'linear'"),
             ("error_reference", 0 < self.error_reference <= 1, "a number in (0, 1]"),
+            ("error_reference", self.problem is None or self.error_reference == 1,
+             "1 with --problem (a test problem's reference point is its own)"),
             ("n_init", self.n_init >= 2, "an integer >= 2"),
             ("pool_size", self.pool_size >= self.q, f"an integer >= q ({self.q})"),
             ("pool_generations", self.pool_generations >= 1, "an integer >= 1"),

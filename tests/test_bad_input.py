@@ -116,6 +116,9 @@ def test_a_shortlist_no_bigger_than_the_batch_or_without_features_is_one_line(tm
 def test_an_error_reference_outside_the_error_range_is_one_line(tmp_path, capsys):
     assert main(_run(tmp_path, "--search", "surrogate", "--error-reference", "1.5")) == 2
     _one_line_error(capsys, "error_reference must be a number in (0, 1], got 1.5")
+    assert main(_run(tmp_path, "--problem", "zdt1", "--error-reference", "0.5")) == 2
+    _one_line_error(capsys, "error_reference must be 1 with --problem (a test problem's reference point is its own), "
+                            "got 0.5")
 
 
 def test_a_model_factory_that_raises_is_a_config_error(tmp_path, capsys):
