@@ -21,9 +21,8 @@ import numpy as np
 from scipy.stats import mannwhitneyu
 
 from surrogate_emo.compare import load_run
-from surrogate_emo.evaluate import cheap_objective, spent_steps
+from surrogate_emo.evaluate import batch_of, cheap_objective, spent_steps
 from surrogate_emo.front import hypervolume, hypervolume_trace
-from surrogate_emo.report import batch_key
 
 STUDIES = {
     "lenet300": dict(title="study 2 (LeNet-300-100", new=Path("results/lenet300_multifidelity"),
@@ -48,6 +47,11 @@ def log_axis(ratio) -> np.ndarray:
     return cheap_objective(ratio, "log", decades=3.0)  # the package's own log scale of a compression ratio
 
 
+def objectives(evaluations) -> np.ndarray:
+    """(validation error, log params) of each evaluation, failed ones at error 1."""
+    return np.array([[e.error if e.ok else 1.0, log_axis(e.ratios["params"])] for e in evaluations])
+
+
 class Study:
     """Where a comparison's runs lie, and what they spent."""
 
@@ -66,8 +70,7 @@ class Study:
     def long_archive(self, method: str, seed: int) -> np.ndarray:
         """`archive`'s objectives, from the run carried on past the study's budget where there is one."""
         if method in self.longer and method != "nsga2":
-            evaluations = load_run(self.longer[method] / f"{method}_seed{seed}", f"{method}_seed{seed}")
-            return np.array([[e.error if e.ok else 1.0, log_axis(e.ratios["params"])] for e in evaluations])
+            return objectives(load_run(self.longer[method] / f"{method}_seed{seed}", f"{method}_seed{seed}"))
         return self.archive(method, seed)[0]
 
     def seeds_of(self, method: str) -> list[int]:
@@ -81,8 +84,7 @@ class Study:
     def archive(self, method: str, seed: int) -> tuple[np.ndarray, list]:
         """(validation error, log params) of every evaluation in trial order, failed ones at error 1."""
         evaluations = load_run(self.run_dir(method, seed), f"{method}_seed{seed}")
-        F = np.array([[e.error if e.ok else 1.0, log_axis(e.ratios["params"])] for e in evaluations])
-        return F, evaluations
+        return objectives(evaluations), evaluations
 
     def test_hv(self, method: str, seed: int, ref: float) -> float:
         """Hypervolume of the run's validation front re-scored on the test split (front.csv)."""
@@ -174,13 +176,13 @@ def main() -> None:
               "short fine-tunes too, so each loop is also set against the peers after as many steps in all. "
               "NSGA-II's evaluations to reach a run's result: the same seed's NSGA-II archive.", ""]
     peers = [m for m in ("nsga2", "random", "botorch") if m in study.old_methods]
+    long = {(m, s): study.long_archive(m, s) for m in peers for s in seeds}
     for label, ref in refs:
         lines += [f"Error reference {label}:", "",
                   f"| method | validation HV at {budget}, per seed | median | rank-sum p vs each fidelity-0 loop | "
                   "NSGA-II evaluations to reach it, per seed |", "|---|---|---|---|---|"]
         at_budget = {m: [hypervolume(study.archive(m, s)[0][:budget], [ref, 1.0]) for s in study.seeds_of(m)]
                      for m in study.methods}
-        long = {(m, s): study.long_archive(m, s) for m in peers for s in seeds}
         traces = {s: hypervolume_trace(long["nsga2", s], [ref, 1.0]) for s in seeds}
         for method, values in at_budget.items():
             reach = []
@@ -216,7 +218,7 @@ def main() -> None:
         rows = []
         for s in study.seeds_of(method):
             first = study.archive(method, s)[1][:budget]
-            iterations = {batch_key(e): e.extra for e in first if "iteration" in e.extra}  # one per batch
+            iterations = {batch_of(e.extra): e.extra for e in first if "iteration" in e.extra}  # one per batch
             design = max((e.extra.get("design_feature_seconds", 0.0) for e in first), default=0.0)
             optimizer = sum(x["fit_seconds"] + x["pool_seconds"] + x["infill_seconds"] for x in iterations.values())
             zero_shot = sum(x.get("feature_seconds", 0.0) for x in iterations.values())

@@ -97,6 +97,13 @@ def used_labels(evaluation: Evaluation) -> list[str]:
     return source + ([cache_label(evaluation.seed)] if evaluation.ok else [])
 
 
+def batch_of(notes: dict):
+    """The batch a trial's notes belong to: its first trial (``batch_first``), unique in a run. Studies made before
+    the runner noted it fall back on the loop's ``iteration`` number, which restarted at 0 on each resume until
+    commit 0946695."""
+    return notes.get("batch_first", notes.get("iteration"))
+
+
 def spent_steps(evaluations: Sequence[Evaluation]) -> int:
     """Fine-tuning steps the evaluations cost: their own, plus the short fine-tunes (fidelity 1) that the choice of
     each one's batch cost (``short_steps`` in its notes, carried by every trial of the batch, counted once)."""

@@ -15,7 +15,7 @@ from matplotlib import ticker  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
-from surrogate_emo.evaluate import Evaluation, objective_vector  # noqa: E402
+from surrogate_emo.evaluate import Evaluation, batch_of, objective_vector  # noqa: E402
 from surrogate_emo.front import hypervolume, hypervolume_trace, pareto_indices  # noqa: E402
 
 if TYPE_CHECKING:
@@ -54,20 +54,13 @@ def surrogate_accuracy(evaluations: list[Evaluation]) -> dict:
     if len(pairs) < 3:
         return {}
     rho = spearmanr(pairs[:, 0], pairs[:, 1]).statistic
-    iterations = {batch_key(e): e.extra for e in evaluations if "iteration" in e.extra}
+    iterations = {batch_of(e.extra): e.extra for e in evaluations if "iteration" in e.extra}
     return {"infill_points": len(pairs), "spearman": float(rho),
             "mean_abs_error": float(np.abs(pairs[:, 0] - pairs[:, 1]).mean()),
             "iterations": len(iterations),
             "fit_seconds_per_iteration": float(np.mean([it["fit_seconds"] for it in iterations.values()])),
             "pool_seconds_per_iteration": float(np.mean([it["pool_seconds"] for it in iterations.values()])),
             "infill_seconds_per_iteration": float(np.mean([it["infill_seconds"] for it in iterations.values()]))}
-
-
-def batch_key(evaluation: Evaluation):
-    """What tells the surrogate loop's batches apart: the batch's first trial (``batch_first``). Unlike the
-    ``iteration`` number, which restarted at 0 on each resume before commit 0946695, it is unique in a run; studies
-    made before ``batch_first`` existed fall back on ``iteration``."""
-    return evaluation.extra.get("batch_first", evaluation.extra.get("iteration"))
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:

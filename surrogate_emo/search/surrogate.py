@@ -20,6 +20,7 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 from scipy.stats import qmc
 
 from surrogate_emo.errors import ConfigError
+from surrogate_emo.evaluate import batch_of
 from surrogate_emo.infill import EHVI, InfillContext, make_infill, polish
 from surrogate_emo.search.base import Search
 from surrogate_emo.surrogates import Features, FeatureSurrogate, Surrogate, make_surrogate, portfolio, surrogate_class
@@ -274,10 +275,8 @@ class SurrogateSearch(Search):
 
     def restore(self, notes: list[dict]) -> None:
         """Start the next fits where the interrupted run would have: from the latest stored ``fit_state``; number
-        the next iteration after the stored batches (told apart by ``batch_first``, which is unique even where an
-        earlier resume numbered its iterations from 0 again; in studies older than it, by ``iteration``)."""
-        batches = {note.get("batch_first", note["iteration"]) for note in notes if "iteration" in note}
-        self._iterations_before = len(batches)
+        the next iteration after the stored batches (`batch_of`)."""
+        self._iterations_before = len({batch_of(note) for note in notes if "iteration" in note})
         states = [note["fit_state"] for note in notes if "fit_state" in note]
         if self.refit == "warm" and states:
             self._fit_states = dict(states[-1])
