@@ -22,13 +22,14 @@ RESUMABLE_FIELDS = ("budget", "time_limit", "step_limit", "progress", "output_di
 
 # Fields a built-in search never reads: a resumed run may differ in them (a default changed since it started).
 _LOOP_ONLY = ("surrogate", "infill", "error_scale", "q", "n_init", "pool_size", "pool_generations", "screen_size",
-              "screen_generations", "screen_design", "polish_steps", "refit", "shortlist", "shortlist_fraction")
+              "screen_generations", "screen_design", "polish_steps", "refit", "shortlist", "shortlist_fraction",
+              "whole_range_share")
 _ACQUISITION_ONLY = ("error_reference",)  # read by the hypervolume acquisitions of the loop and of BoTorch
 UNUSED_FIELDS = {"nsga2": _LOOP_ONLY + _ACQUISITION_ONLY, "random": _LOOP_ONLY + _ACQUISITION_ONLY,
                  "surrogate": ("pop_size",),
                  "botorch": ("pop_size", "surrogate", "infill", "pool_size", "pool_generations", "screen_size",
                              "screen_generations", "screen_design", "polish_steps", "refit", "shortlist",
-                             "shortlist_fraction")}
+                             "shortlist_fraction", "whole_range_share")}
 
 
 # The compression scheme of every run made before schemes were named; left out of `RunConfig.identity` when chosen.
@@ -38,7 +39,7 @@ DEFAULT_SCHEME = "lowrank-sparse"
 # defaults, so the runs and studies made before them keep their names and keys.
 LATER_FIELDS = ("scheme", "objective_decades", "coding", "index_bits", "dataflow", "recovery", "min_bits", "max_bits", "global_keep",
                 "final_schedule", "screen_size", "screen_generations", "screen_design", "polish_steps", "shortlist",
-                "shortlist_fraction", "error_reference")
+                "shortlist_fraction", "error_reference", "whole_range_share")
 
 # What a stored run that lacks a field had: the cheap objectives were linear ratios before ``objective_scale``, and
 # the loop fitted its surrogates from scratch every iteration before ``refit`` (as it does again by default).
@@ -133,6 +134,9 @@ class RunConfig:
                                   "hypervolume acquisition: a candidate predicted above it adds nothing, so the search "
                                   "spends its evaluations below it (e.g. the dense error + 0.1). The reports keep 1.0",
                                   LOOP)
+    whole_range_share: float = _opt(0.0, "with error_reference below 1: the share of each loop batch chosen with the "
+                                    "reference at 1 instead, so one run both aims at the useful region and keeps the "
+                                    "whole front (0.5: half of each batch)", LOOP)
     error_scale: str = _opt("log", "scale on which the surrogate models the error", LOOP, choices=("log", "linear"))
     q: int = _opt(4, "infill candidates truly evaluated per surrogate iteration", LOOP)
     n_init: int = _opt(20, "Latin-hypercube initial design of the surrogate loop (true evaluations)", LOOP)
@@ -243,6 +247,11 @@ class RunConfig:
             ("error_reference", 0 < self.error_reference <= 1, "a number in (0, 1]"),
             ("error_reference", self.problem is None or self.error_reference == 1,
              "1 with --problem (a test problem's reference point is its own)"),
+            ("whole_range_share", 0 <= self.whole_range_share < 1, "a fraction in [0, 1)"),
+            ("whole_range_share", self.whole_range_share == 0 or self.error_reference < 1,
+             "0 while error_reference is 1 (the whole range already)"),
+            ("whole_range_share", self.whole_range_share == 0 or self.search != "botorch",
+             "0 with search botorch (its acquisition takes one reference point)"),
             ("n_init", self.n_init >= 2, "an integer >= 2"),
             ("pool_size", self.pool_size >= self.q, f"an integer >= q ({self.q})"),
             ("pool_generations", self.pool_generations >= 1, "an integer >= 1"),

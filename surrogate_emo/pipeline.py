@@ -167,9 +167,14 @@ def make_search(config: RunConfig, setup: Setup) -> Search:
     n_obj = 1 + len(cheap_names)
     ref_point = setup.evaluator.ref_point.copy()
     ref_point[0] = config.error_reference  # where the acquisition looks; the reports keep the evaluator's
+    ref_shares = None
+    if config.whole_range_share:  # a second reference point, the evaluator's, for that share of each batch
+        ref_point = np.vstack([ref_point, setup.evaluator.ref_point])
+        ref_shares = [1 - config.whole_range_share, config.whole_range_share]
     return search_class(config).from_config(config, setup.scheme.dim, n_obj, n_expensive=1, ref_point=ref_point,
                                             cheap=setup.evaluator.cheap_objectives, features=setup.zero_shot.features,
-                                            structure=setup.scheme.structure_keys, short=setup.short)
+                                            structure=setup.scheme.structure_keys, short=setup.short,
+                                            ref_shares=ref_shares)
 
 
 def final_model(setup: Setup, evaluation: Evaluation, config: RunConfig, epochs: float | None = None,

@@ -121,6 +121,16 @@ def test_an_error_reference_outside_the_error_range_is_one_line(tmp_path, capsys
                             "got 0.5")
 
 
+def test_a_whole_range_share_without_an_aimed_reference_is_one_line(tmp_path, capsys):
+    assert main(_run(tmp_path, "--search", "surrogate", "--whole-range-share", "0.5")) == 2
+    _one_line_error(capsys, "whole_range_share must be 0 while error_reference is 1 (the whole range already), got 0.5")
+    assert main(_run(tmp_path, "--search", "botorch", "--error-reference", "0.3", "--whole-range-share", "0.5")) == 2
+    _one_line_error(capsys, "whole_range_share must be 0 with search botorch (its acquisition takes one reference "
+                            "point), got 0.5")
+    assert main(_run(tmp_path, "--search", "surrogate", "--error-reference", "0.3", "--whole-range-share", "1")) == 2
+    _one_line_error(capsys, "whole_range_share must be a fraction in [0, 1), got 1.0")
+
+
 def test_a_model_factory_that_raises_is_a_config_error(tmp_path, capsys):
     assert main(_run(tmp_path, "--model", "math:sqrt")) == 2
     _one_line_error(capsys, "model factory 'math:sqrt' must be callable as factory(input_shape, n_classes) -> "

@@ -144,6 +144,35 @@ def test_a_portfolio_splits_each_batch_between_its_surrogates():
     assert "surrogate" not in drive(make(q=3), 11).annotations(search.X[-3:])[0]  # one surrogate: as before
 
 
+def test_several_reference_points_split_each_batch_and_share_one_fit():
+    refs = [[0.3, 1.1], [1.1, 1.1]]
+    search = make(q=3, ref_point=refs)
+    fits = []
+    original = search._fitted
+    search._fitted = lambda name, seed, **kw: fits.append(name) or original(name, seed, **kw)
+    drive(search, 14)
+    assert fits == ["gp"] * 2  # one fit per iteration, not one per reference point
+    notes = search.annotations(search.X[-3:])
+    assert [note["reference_point"] for note in notes] == [[0.3, 1.1], [0.3, 1.1], [1.1, 1.1]]
+    assert len({row.tobytes() for row in search.X}) == 14  # the shares never pick the same genome
+    uneven = drive(make(q=4, ref_point=refs, ref_shares=[0.25, 0.75]), 12)
+    assert [note["reference_point"][0] for note in uneven.annotations(uneven.X[-4:])] == [0.3, 1.1, 1.1, 1.1]
+    # the first share picks what a single reference point picks first: greedy picks do not depend on q
+    single, split = drive(make(q=4), 8), drive(make(q=4, ref_point=[[1.1, 1.1], [0.5, 0.5]]), 8)
+    assert np.array_equal(single.ask(4)[:2], split.ask(4)[:2])
+    assert "reference_point" not in single.annotations(single.X[-4:])[0]  # one reference point: notes as before
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(ref_point=[[0.3, 1.1], [1.1, 1.1]], surrogate="gp+rf"), "several reference points need one surrogate"),
+    (dict(ref_point=[[0.3, 1.1], [1.1, 1.1]], ref_shares=[0.5, 0.6]), "2 fractions >= 0 adding up to 1"),
+    (dict(ref_point=[1.1, 1.1], ref_shares=[0.5, 0.5]), "one share per reference point"),
+])
+def test_bad_reference_shares(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        make(**kwargs)
+
+
 def test_a_later_share_never_picks_the_model_an_earlier_share_picked():
     # a structure of 8 models in all: after the design, each batch's two shares must still differ in structure
     structure = lambda X: [int(row[0] * 8) for row in X]  # noqa: E731
@@ -300,3 +329,9 @@ def test_the_error_reference_moves_where_the_loop_looks_not_what_the_reports_mea
     loop, plain = RunConfig(search="surrogate", error_reference=0.4), RunConfig(search="surrogate")
     assert loop.name != plain.name and "error_reference" not in plain.identity()
     assert RunConfig(search="nsga2", error_reference=0.4).name == RunConfig(search="nsga2").name
+    # a share of each batch with the whole range: the evaluator's reference point as a second one
+    both = dataclasses.replace(config, whole_range_share=0.5)
+    search = make_search(both, setup)
+    assert search.ref_points.tolist() == [[0.4, 1.0], [1.0, 1.0]] and search.member_shares.tolist() == [0.5, 0.5]
+    aimed_and_whole = RunConfig(search="surrogate", error_reference=0.4, whole_range_share=0.5)
+    assert aimed_and_whole.name != loop.name and "whole_range_share" not in loop.identity()

@@ -41,7 +41,7 @@ class BoTorchSearch(SurrogateSearch):
                          n_expensive=n_expensive, cheap=cheap, ref_point=ref_point, log_scale=log_scale, refit="cold")
         self.num_restarts, self.raw_samples = num_restarts, raw_samples
 
-    def _choose(self, n_max: int, seed: int) -> tuple[list[tuple[str, Surrogate, np.ndarray]], dict]:
+    def _choose(self, n_max: int, seed: int) -> tuple[list[tuple[str, Surrogate, np.ndarray, np.ndarray]], dict]:
         started = time.perf_counter()
         surrogate = self._fitted("gp", seed)
         fitted = time.perf_counter()
@@ -60,4 +60,4 @@ class BoTorchSearch(SurrogateSearch):
                                           num_restarts=self.num_restarts, raw_samples=self.raw_samples)
         stats = {"fit_seconds": fitted - started, "pool_seconds": 0.0,
                  "infill_seconds": time.perf_counter() - fitted}
-        return [("gp", surrogate, candidates.detach().numpy().clip(0.0, 1.0))], stats
+        return [("gp", surrogate, candidates.detach().numpy().clip(0.0, 1.0), self.ref_point)], stats

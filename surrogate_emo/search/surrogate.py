@@ -45,7 +45,10 @@ class SurrogateSearch(Search):
 
     With ``log_scale`` the surrogate models the logarithm of the expensive objectives (they must be positive).
     A portfolio (``surrogate="gp-f0+rf-f0"``) splits every batch: each surrogate fits, evolves its own pool and
-    picks its share by the infill criterion, never a model an earlier share of the batch picked.
+    picks its share by the infill criterion, never a model an earlier share of the batch picked. Several reference
+    points (``ref_point`` as a `k x m` array, ``ref_shares`` the fraction of each batch per point, equal by
+    default) split every batch the same way for a single surrogate, fitted once: one share can aim the acquisition
+    at the useful region (an error reference below 1) while another keeps the whole front.
 
     Its proposals depend only on the seed, the archive it was told and, with ``refit="warm"``, the surrogates'
     states of the iteration before (a GP's fitted hyperparameters, from which the next fit starts: a quarter of
@@ -75,7 +78,7 @@ class SurrogateSearch(Search):
                  cheap: Callable[[np.ndarray], np.ndarray] | None = None, ref_point=None,
                  log_scale: bool = False, features: Features | None = None,
                  structure: Callable[[np.ndarray], list] | None = None, refit: str = "cold", shortlist: int = 0,
-                 short=None) -> None:
+                 short=None, ref_shares=None) -> None:
         super().__init__(dim, n_obj, seed)
         if q < 1 or n_init < 2 or pool_size < q or pool_generations < 1 or screen_generations < 0:
             raise ConfigError(f"need q >= 1, n_init >= 2, pool_size >= q, pool_generations >= 1 and "
@@ -114,7 +117,9 @@ class SurrogateSearch(Search):
         # cheap features of genomes (the fidelity-0 error), read by surrogates that use them; timed per iteration
         self.features = None if features is None else _Timed(features)
         self.structure = structure  # genomes -> the model each builds: a pool never offers one already evaluated
-        self.ref_point = np.ones(n_obj) if ref_point is None else np.asarray(ref_point, dtype=np.float64)
+        self.ref_points = np.atleast_2d(np.ones(n_obj) if ref_point is None else np.asarray(ref_point, dtype=np.float64))
+        self.ref_point = self.ref_points[0]
+        self.member_shares = _member_shares(self.ref_points, ref_shares, self.surrogates, surrogate, shortlist)
         self._design = qmc.LatinHypercube(d=dim, seed=seed).random(screen_design or n_init)
         self._design_seconds = 0.0
         self.X = np.zeros((0, dim))
@@ -128,13 +133,13 @@ class SurrogateSearch(Search):
 
     @classmethod
     def from_config(cls, config, dim: int, n_obj: int, cheap=None, n_expensive: int = 1, ref_point=None,
-                    features=None, structure=None, short=None, **_):
+                    features=None, structure=None, short=None, ref_shares=None, **_):
         return cls(dim, n_obj, seed=config.seed, surrogate=config.surrogate, infill=config.infill, q=config.q,
                    n_init=config.n_init, pool_size=config.pool_size, pool_generations=config.pool_generations,
                    screen_generations=config.screen_generations, screen_design=config.screen_design,
                    polish_steps=config.polish_steps, n_expensive=n_expensive, cheap=cheap,
                    ref_point=ref_point, log_scale=config.error_scale == "log", features=features, structure=structure,
-                   refit=config.refit, shortlist=config.shortlist, short=short)
+                   refit=config.refit, shortlist=config.shortlist, short=short, ref_shares=ref_shares)
 
     def ask(self, n_max: int) -> np.ndarray:
         self._last = {}
@@ -150,7 +155,7 @@ class SurrogateSearch(Search):
         shares, stats = self._choose(n_max, self._iteration_seed())
         stats = {"iteration": self._iterations_before + len(self.iterations), "archive": len(self.X), **stats}
         self.iterations.append(stats)
-        notes = [note for name, surrogate, picked in shares for note in self._predictions(name, surrogate, picked)]
+        notes = [note for name, surrogate, picked, ref in shares for note in self._predictions(name, surrogate, picked, ref)]
         for key, surrogate in self._fitted_now.items() if self.refit == "warm" else ():
             state = surrogate.state()
             if state is not None:
@@ -158,10 +163,11 @@ class SurrogateSearch(Search):
         # every trial of the batch carries the states, so that any of them restores the next iteration's start
         kept = {"fit_state": dict(self._fit_states)} if self._fit_states else {}
         self._last = {i: {**stats, **note, **kept} for i, note in enumerate(notes)}
-        return np.vstack([picked for _, _, picked in shares])
+        return np.vstack([picked for _, _, picked, _ in shares])
 
-    def _predictions(self, name: str, surrogate: Surrogate, picked: np.ndarray) -> list[dict]:
-        """Per picked genome, what ``surrogate`` predicted for it (and the features it read), stored with the trial."""
+    def _predictions(self, name: str, surrogate: Surrogate, picked: np.ndarray, ref: np.ndarray) -> list[dict]:
+        """Per picked genome, what ``surrogate`` predicted for it (and the features it read, and the reference point
+        it was chosen with where there are several), stored with the trial."""
         mean, var = surrogate.predict(picked)
         if self.log_scale:
             mean = np.exp(mean)  # var stays on the log scale it was modelled on
@@ -176,6 +182,9 @@ class SurrogateSearch(Search):
         if len(self.surrogates) > 1:
             for note in notes:
                 note["surrogate"] = name
+        if len(self.ref_points) > 1:
+            for note in notes:
+                note["reference_point"] = ref.tolist()
         return notes
 
     def _screened_design(self) -> np.ndarray:
@@ -194,31 +203,38 @@ class SurrogateSearch(Search):
         """The seed of the iteration at the archive's current size: a resumed run draws the same one."""
         return int(np.random.SeedSequence([self.seed, len(self.X)]).generate_state(1)[0] % (2**31))
 
-    def _context(self, surrogate: Surrogate, seed: int) -> InfillContext:
-        """What an infill criterion sees: the fitted surrogate, the archive, the exact objectives."""
-        return InfillContext(surrogate, self.X, self.F, self.n_expensive, self.cheap, self.ref_point, seed,
-                             self.log_scale)
+    def _context(self, surrogate: Surrogate, seed: int, ref: np.ndarray | None = None) -> InfillContext:
+        """What an infill criterion sees: the fitted surrogate, the archive, the exact objectives, the reference
+        point (default: the first)."""
+        return InfillContext(surrogate, self.X, self.F, self.n_expensive, self.cheap,
+                             self.ref_point if ref is None else ref, seed, self.log_scale)
 
-    def _choose(self, n_max: int, seed: int) -> tuple[list[tuple[str, Surrogate, np.ndarray]], dict]:
-        """Per surrogate of the portfolio: fit, evolve the pool, pick its share of the batch by the infill
-        criterion. Returns (name, fitted surrogate, picked genomes) per share, and the summed timings."""
+    def _choose(self, n_max: int, seed: int) -> tuple[list[tuple[str, Surrogate, np.ndarray, np.ndarray]], dict]:
+        """Per surrogate of the portfolio (or per reference point): fit, evolve the pool, pick its share of the
+        batch by the infill criterion. Returns (name, fitted surrogate, picked genomes, reference point) per share,
+        and the summed timings."""
         if self.features is not None:
             self.features.seconds = 0.0
         self._fitted_now = {}  # every surrogate fitted this iteration, by the key its warm state is kept under
         stats = dict.fromkeys(("fit_seconds", "pool_seconds", "infill_seconds"), 0.0)
-        shares, picked = [], np.zeros((0, self.dim))
-        sizes = [len(share) for share in np.array_split(np.arange(min(self.q, n_max)), len(self.surrogates))]
-        for k, (name, size) in enumerate(zip(self.surrogates, sizes)):
+        shares, picked, fitted_by_key = [], np.zeros((0, self.dim)), {}
+        # a share of the batch per surrogate of a portfolio, or per reference point of a single surrogate
+        members = ([(name, self.ref_point) for name in self.surrogates] if len(self.ref_points) == 1 else
+                   [(self.surrogates[0], ref) for ref in self.ref_points])
+        for k, ((name, ref), size) in enumerate(zip(members, _split(min(self.q, n_max), self.member_shares))):
             if not size:
                 continue
             member_seed = seed + k  # the first member draws what a single surrogate draws
             started = time.perf_counter()
-            surrogate = self._fitted(name, member_seed)
+            fit_key = name if len(self.ref_points) > 1 else k  # several reference points share one fit
+            if fit_key not in fitted_by_key:
+                fitted_by_key[fit_key] = self._fitted(name, member_seed)
+            surrogate = fitted_by_key[fit_key]
             fitted = time.perf_counter()
-            context = self._context(surrogate, member_seed)
+            context = self._context(surrogate, member_seed, ref)
             # the pool evolves on the genome alone: features cost a forward pass per point, NSGA-II asks for thousands
             on_genome = surrogate.genome_only() if isinstance(surrogate, FeatureSurrogate) else surrogate
-            pool = self._pool(self._context(on_genome, member_seed), member_seed, pending=picked,
+            pool = self._pool(self._context(on_genome, member_seed, ref), member_seed, pending=picked,
                               refine=context if on_genome is not surrogate else None)
             pooled = time.perf_counter()
             if self.shortlist:
@@ -230,7 +246,7 @@ class SurrogateSearch(Search):
             stats["fit_seconds"] += fitted - started
             stats["pool_seconds"] += pooled - fitted
             stats["infill_seconds"] += time.perf_counter() - pooled - stats.get("short_seconds", 0.0)
-            shares.append((name, surrogate, chosen))
+            shares.append((name, surrogate, chosen, ref))
             picked = np.vstack([picked, chosen])
         if self.features is not None:  # spent inside the three above: cheap evaluations, not optimizer time
             stats["feature_seconds"] = self.features.seconds
@@ -343,3 +359,32 @@ class _Timed:
             return self.function(X)
         finally:
             self.seconds += time.perf_counter() - started
+
+
+def _member_shares(ref_points: np.ndarray, ref_shares, surrogates: list[str], surrogate: str,
+                   shortlist: int) -> np.ndarray:
+    """The fraction of each batch per member: per surrogate of a portfolio (equal), or per reference point of a
+    single surrogate (``ref_shares``, equal by default)."""
+    k = len(ref_points)
+    if k == 1:
+        if ref_shares is not None and len(ref_shares) != 1:
+            raise ConfigError(f"ref_shares must give one share per reference point (1); got {list(ref_shares)}")
+        return np.full(len(surrogates), 1.0 / len(surrogates))
+    shares = np.full(k, 1.0 / k) if ref_shares is None else np.asarray(ref_shares, dtype=np.float64)
+    if len(surrogates) > 1 or shortlist:
+        raise ConfigError(f"several reference points need one surrogate and no shortlist; got surrogate={surrogate}, "
+                          f"shortlist={shortlist}")
+    if shares.shape != (k,) or np.any(shares < 0) or not np.isclose(shares.sum(), 1.0):
+        raise ConfigError(f"ref_shares must be {k} fractions >= 0 adding up to 1, one per reference point; "
+                          f"got {shares.tolist()}")
+    return shares
+
+
+def _split(n: int, shares: np.ndarray) -> list[int]:
+    """``n`` picks split by ``shares`` (largest remainder, ties to the earlier member): with equal shares the
+    sizes ``np.array_split`` gives."""
+    exact = n * np.asarray(shares)
+    sizes = np.floor(exact).astype(int)
+    for i in np.argsort(-(exact - sizes), kind="stable")[: n - sizes.sum()]:
+        sizes[i] += 1
+    return sizes.tolist()
