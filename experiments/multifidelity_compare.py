@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import mannwhitneyu
 
-from surrogate_emo.compare import load_run
+from surrogate_emo.compare import load_run, objectives
 from surrogate_emo.evaluate import batch_of, cheap_objective, spent_steps
 from surrogate_emo.front import hypervolume, hypervolume_trace
 
@@ -48,11 +48,6 @@ def log_axis(ratio) -> np.ndarray:
     return cheap_objective(ratio, "log", decades=3.0)  # the package's own log scale of a compression ratio
 
 
-def objectives(evaluations) -> np.ndarray:
-    """(validation error, log params) of each evaluation, failed ones at error 1."""
-    return np.array([[e.error if e.ok else 1.0, log_axis(e.ratios["params"])] for e in evaluations])
-
-
 class Study:
     """Where a comparison's runs lie, and what they spent."""
 
@@ -71,7 +66,8 @@ class Study:
     def long_archive(self, method: str, seed: int) -> np.ndarray:
         """`archive`'s objectives, from the run carried on past the study's budget where there is one."""
         if method in self.longer and method != "nsga2":
-            return objectives(load_run(self.longer[method] / f"{method}_seed{seed}", f"{method}_seed{seed}"))
+            run = f"{method}_seed{seed}"
+            return objectives(load_run(self.longer[method] / run, run), scale="log")
         return self.archive(method, seed)[0]
 
     def seeds_of(self, method: str) -> list[int]:
@@ -85,7 +81,7 @@ class Study:
     def archive(self, method: str, seed: int) -> tuple[np.ndarray, list]:
         """(validation error, log params) of every evaluation in trial order, failed ones at error 1."""
         evaluations = load_run(self.run_dir(method, seed), f"{method}_seed{seed}")
-        return objectives(evaluations), evaluations
+        return objectives(evaluations, scale="log"), evaluations
 
     def test_hv(self, method: str, seed: int, ref: float) -> float:
         """Hypervolume of the run's validation front re-scored on the test split (front.csv)."""

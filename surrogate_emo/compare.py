@@ -29,9 +29,10 @@ def load_run(run_dir: Path, name: str) -> list[Evaluation]:
         study.close()
 
 
-def objectives(evaluations: list[Evaluation], cheap: str = "params") -> np.ndarray:
-    """`n x 2` minimized (validation error, ratio); failed evaluations at the worst error."""
-    return np.array([objective_vector(e, [cheap]) for e in evaluations]).reshape(-1, 2)
+def objectives(evaluations: list[Evaluation], cheap: str = "params", scale: str = "linear") -> np.ndarray:
+    """`n x 2` minimized (validation error, ratio on ``scale``, see `cheap_objective`); failed evaluations at the
+    worst error."""
+    return np.array([objective_vector(e, [cheap], scale) for e in evaluations]).reshape(-1, 2)
 
 
 def _at(trace: np.ndarray, n: int) -> float | None:

@@ -117,9 +117,9 @@ class SurrogateSearch(Search):
         # cheap features of genomes (the fidelity-0 error), read by surrogates that use them; timed per iteration
         self.features = None if features is None else _Timed(features)
         self.structure = structure  # genomes -> the model each builds: a pool never offers one already evaluated
-        self.ref_points = np.atleast_2d(np.ones(n_obj) if ref_point is None else np.asarray(ref_point, dtype=np.float64))
+        self.ref_points = np.atleast_2d(np.ones(n_obj) if ref_point is None else np.asarray(ref_point, np.float64))
         self.ref_point = self.ref_points[0]
-        self.member_shares = _member_shares(self.ref_points, ref_shares, self.surrogates, surrogate, shortlist)
+        self.member_shares = _member_shares(self.ref_points, ref_shares, self.surrogates, shortlist)
         self._design = qmc.LatinHypercube(d=dim, seed=seed).random(screen_design or n_init)
         self._design_seconds = 0.0
         self.X = np.zeros((0, dim))
@@ -155,7 +155,7 @@ class SurrogateSearch(Search):
         shares, stats = self._choose(n_max, self._iteration_seed())
         stats = {"iteration": self._iterations_before + len(self.iterations), "archive": len(self.X), **stats}
         self.iterations.append(stats)
-        notes = [note for name, surrogate, picked, ref in shares for note in self._predictions(name, surrogate, picked, ref)]
+        notes = [note for share in shares for note in self._predictions(*share)]
         for key, surrogate in self._fitted_now.items() if self.refit == "warm" else ():
             state = surrogate.state()
             if state is not None:
@@ -361,8 +361,7 @@ class _Timed:
             self.seconds += time.perf_counter() - started
 
 
-def _member_shares(ref_points: np.ndarray, ref_shares, surrogates: list[str], surrogate: str,
-                   shortlist: int) -> np.ndarray:
+def _member_shares(ref_points: np.ndarray, ref_shares, surrogates: list[str], shortlist: int) -> np.ndarray:
     """The fraction of each batch per member: per surrogate of a portfolio (equal), or per reference point of a
     single surrogate (``ref_shares``, equal by default)."""
     k = len(ref_points)
@@ -372,8 +371,8 @@ def _member_shares(ref_points: np.ndarray, ref_shares, surrogates: list[str], su
         return np.full(len(surrogates), 1.0 / len(surrogates))
     shares = np.full(k, 1.0 / k) if ref_shares is None else np.asarray(ref_shares, dtype=np.float64)
     if len(surrogates) > 1 or shortlist:
-        raise ConfigError(f"several reference points need one surrogate and no shortlist; got surrogate={surrogate}, "
-                          f"shortlist={shortlist}")
+        raise ConfigError(f"several reference points need one surrogate and no shortlist; got "
+                          f"surrogate={'+'.join(surrogates)}, shortlist={shortlist}")
     if shares.shape != (k,) or np.any(shares < 0) or not np.isclose(shares.sum(), 1.0):
         raise ConfigError(f"ref_shares must be {k} fractions >= 0 adding up to 1, one per reference point; "
                           f"got {shares.tolist()}")
