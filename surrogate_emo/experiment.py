@@ -23,7 +23,9 @@ that ``[base]`` describes::
 
 Each run keeps its own study under ``<output_dir>/<name>/<problem>/<method>_seed<seed>/`` (a problem with
 options gets a folder such as ``dtlz7-n_obj-3``), so rerunning the command skips finished runs and resumes
-interrupted ones from their studies.
+interrupted ones from their studies. The dense base models are kept under ``<output_dir>/<name>/base/`` (unless
+``cache_dir`` is set): a base trained again on another machine differs in its last bits, so a study that keeps
+its bases compares every method, in every session, on the same dense model per seed.
 """
 
 from __future__ import annotations
@@ -180,8 +182,10 @@ class Experiment:
                 seeds = options.pop("seeds", self.seeds)
                 for seed in seeds:
                     folder = problem_folder(problem) if self.problems else problem
-                    values = {**self.base, **options, "seed": seed, "name": f"{method}_seed{seed}",
-                              "output_dir": str(self.out_dir / folder), "progress": False,
+                    # the dense base models live in the experiment's folder (unless it says otherwise): committed
+                    # with the study, every method, session and machine compresses the same one per seed
+                    values = {"cache_dir": str(self.out_dir), **self.base, **options, "seed": seed,
+                              "name": f"{method}_seed{seed}", "output_dir": str(self.out_dir / folder), "progress": False,
                               **({"problem": problem} if self.problems else {})}
                     specs.append(RunSpec(problem, method, seed, config_from_dict(values), bool(self.problems)))
         return specs

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from surrogate_emo.cache import ModelCache
 from surrogate_emo.cluster import evaluation_backend
 from surrogate_emo.config import LEGACY_VALUES, UNUSED_FIELDS, RunConfig
 from surrogate_emo.data import DATASETS, DataSplits, load_dataset
-from surrogate_emo.errors import ConfigError, OutputError
+from surrogate_emo.errors import ConfigError, OutputError, SurrogateEMOWarning
 from surrogate_emo.evaluate import CHEAP_OBJECTIVES, Evaluation, Evaluator, spent_steps
 from surrogate_emo.fidelity import ShortFineTune, ZeroShot
 from surrogate_emo.front import pareto_indices
@@ -33,7 +34,7 @@ from surrogate_emo.search import SEARCHES, TrialRunner
 from surrogate_emo.search.base import Search
 from surrogate_emo.store import Study
 from surrogate_emo.surrogates import portfolio
-from surrogate_emo.train import base_model, error_rate, fit, resolve_device, steps_for
+from surrogate_emo.train import base_model, error_rate, fit, resolve_device, steps_for, weights_digest
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Setup:
     dense_val_error: float
     dense_test_error: float
     base_from_cache: bool
+    base_digest: str  # `weights_digest` of the base: which dense model the run compresses
     zero_shot: ZeroShot  # fidelity 0: the compressed model's validation error with no fine-tuning
     short: ShortFineTune | None = None  # fidelity 1, for a loop with a shortlist: the error after a short fine-tune
 
@@ -95,7 +97,7 @@ def prepare(config: RunConfig) -> Setup:
     short = (ShortFineTune(evaluator, max(1, round(config.shortlist_fraction * steps)), config.screen_size, config.seed)
              if config.shortlist else None)
     return Setup(data, base, evaluator, error_rate(base, data.val), error_rate(base, data.test), cached,
-                 ZeroShot(scheme, base, data.val, config.screen_size), short)
+                 weights_digest(base.state_dict()), ZeroShot(scheme, base, data.val, config.screen_size), short)
 
 
 def search_class(config: RunConfig) -> type[Search]:
@@ -240,10 +242,33 @@ def study_key(config: RunConfig, identity: dict | None = None) -> dict:
     return {**config.identity(), **(identity or {})}
 
 
+def base_history(study: Study, run_id: int, name: str, info: dict) -> list[dict]:
+    """The run's dense base models so far, one entry per change (digest, dense validation error and how many
+    evaluations were stored when it came), with this session's appended where it differs from the last.
+
+    A base trained again in another session (its cache lost, another machine) differs in its last bits, and every
+    evaluation after it compresses another model than those before: warned, and kept in the run's facts, because
+    an archive over two bases is no exact resume."""
+    history = list(study.info(run_id).get("base_history", []))
+    if history and history[-1]["digest"] == info["base_digest"]:
+        return history
+    stored = len(study.evaluations(run_id))
+    if history or stored:
+        last = (f"{history[-1]['digest']}, dense validation error {history[-1]['dense_val_error']:.4f}" if history
+                else "not recorded")
+        warnings.warn(f"run {name} resumes on another dense base model (weights digest {info['base_digest']}, dense "
+                      f"validation error {info['dense_val_error']:.4f}; before: {last}): its {stored} stored "
+                      "evaluations compressed the other one. Keep base models where the run finds them again "
+                      "(cache_dir; an experiment keeps them in its own folder)", SurrogateEMOWarning, stacklevel=3)
+    return history + [{"digest": info["base_digest"], "dense_val_error": info["dense_val_error"],
+                       "from_evaluation": stored}]
+
+
 def run_in_study(config: RunConfig, evaluator, search: Search, identity: dict | None = None,
                  info: dict | None = None) -> TrialRunner:
     """Run (or resume) ``search`` against ``evaluator`` in the run's study, under the configured budget; the
-    study refuses a resume whose configuration (plus ``identity``) changed in a field the search reads. Returns
+    study refuses a resume whose configuration (plus ``identity``) changed in a field the search reads. ``info``
+    (facts about the run) is stored with it; with a ``base_digest`` it gains the run's ``base_history``. Returns
     the finished runner."""
     study = Study(config.study or config.run_dir / "study.sqlite")
     # numpy's and scipy's BLAS and scikit-learn's OpenMP get the torch thread count too: their float sums (GP fits)
@@ -254,6 +279,8 @@ def run_in_study(config: RunConfig, evaluator, search: Search, identity: dict | 
         run_id = study.open_run(config.name, study_key(config, identity), ignore=UNUSED_FIELDS.get(config.search, ()),
                                 assumed=legacy_values(config))
         if info:
+            if "base_digest" in info:  # the caller's info gains the history, for its summary
+                info["base_history"] = base_history(study, run_id, config.name, info)
             study.set_info(run_id, **info)
         with evaluation_backend(config.n_jobs, config.dask_scheduler) as n_jobs:  # this machine or a cluster
             runner = TrialRunner(evaluator, study, run_id, config.seed, config.budget, evaluator.ref_point,
@@ -297,9 +324,9 @@ def run(config: RunConfig) -> RunResult:
     started = time.perf_counter()
     setup = prepare(config)
     run_dir = config.run_dir
-    runner = run_in_study(config, setup.evaluator, make_search(config, setup),
-                          info={"dense_val_error": setup.dense_val_error, "dense_test_error": setup.dense_test_error,
-                                "space": setup.scheme.describe(), "finetune_steps": setup.evaluator.steps})
+    info = {"dense_val_error": setup.dense_val_error, "dense_test_error": setup.dense_test_error,
+            "space": setup.scheme.describe(), "finetune_steps": setup.evaluator.steps, "base_digest": setup.base_digest}
+    runner = run_in_study(config, setup.evaluator, make_search(config, setup), info=info)
     evaluations = runner.history
     search_seconds = runner.search_seconds
     front = rescore_front(setup, evaluations, config) if config.final_test else []
@@ -323,6 +350,8 @@ def run(config: RunConfig) -> RunResult:
             setup.short.steps_spent, "short_finetune_seconds_this_session": setup.short.seconds} if setup.short else {}),
         "wall_seconds_this_session": time.perf_counter() - started,
         "base_model_from_cache": setup.base_from_cache,
+        # which dense model was compressed; more than one entry: a resume retrained it, the archive mixes bases
+        "base_digest": setup.base_digest, "base_history": info["base_history"],
         "dense_val_error": setup.dense_val_error, "dense_test_error": setup.dense_test_error,
         "dense_params": setup.scheme.dense.params,
         "dense_bytes": setup.scheme.dense.bytes,

@@ -105,6 +105,16 @@ def error_rate(model: nn.Module, data: Split, batch_size: int = 4096) -> float:
     return wrong / len(data)
 
 
+def weights_digest(state: dict[str, torch.Tensor]) -> str:
+    """A short SHA-256 of a state dict (names, dtypes, shapes, bytes): two runs with the same digest compress the
+    very same dense model. A base model retrained elsewhere differs in its last bits and gets another digest."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(state.items()):
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def base_model(model: nn.Module, data: DataSplits, epochs: float, lr: float, batch_size: int, seed: int,
                cache_dir: str | Path | None, key: dict, progress: str | None = None) -> tuple[nn.Module, bool]:
     """Train ``model`` densely, or load its weights if a run with the same ``key`` already trained it.

@@ -9,6 +9,7 @@ import sqlite3
 
 import numpy as np
 import pytest
+import torch
 
 from threadpoolctl import threadpool_info
 
@@ -21,6 +22,7 @@ from surrogate_emo.pipeline import run
 from surrogate_emo.problems import SyntheticEvaluator
 from surrogate_emo.search.base import Search
 from surrogate_emo.store import Study
+from surrogate_emo.train import weights_digest
 
 TINY = """
 name = "tiny"
@@ -254,6 +256,25 @@ def test_a_compression_report_gives_the_hypervolume_on_both_scales(tmp_path):
     assert float(row["hv_log_median"]) == pytest.approx(_hypervolume_2d(log, (1.0, 1.0)), rel=1e-9)
     assert float(row["hv_median"]) == pytest.approx(float(row["hv_log_median"]), rel=1e-12)  # the default scale
     assert "| HV, log scale (median) | HV, linear scale (median) |" in (out_dir / "summary.md").read_text()
+
+
+
+def test_an_experiment_keeps_its_base_models_in_its_own_folder(tmp_path):
+    """Committed with the study, the base model per seed is the one every method and later session compresses."""
+    path = tmp_path / "bases.toml"
+    path.write_text(f'name = "bases"\noutput_dir = "{tmp_path / "results"}"\nseeds = [0]\n'
+                    f'[base]\nbudget = 3\nbase_epochs = 3.0\nfinetune_steps = 4\nfinal_test = false\n'
+                    f'[methods.nsga2]\nsearch = "nsga2"\npop_size = 3\n[methods.random]\nsearch = "random"\n'
+                    f'pop_size = 3\n[methods.elsewhere]\nsearch = "random"\npop_size = 3\n'
+                    f'cache_dir = "{tmp_path / "cache"}"\n')
+    experiment = Experiment.from_file(path)
+    assert {spec.method: spec.config.cache_dir for spec in experiment.runs()} == {
+        "nsga2": str(experiment.out_dir), "random": str(experiment.out_dir), "elsewhere": str(tmp_path / "cache")}
+    assert main(["experiment", str(path), "--no-progress"]) == 0
+    (base,) = (experiment.out_dir / "base").glob("*.pt")
+    digests = {spec.method: json.loads((spec.run_dir / "summary.json").read_text())["base_digest"]
+               for spec in experiment.runs()}
+    assert digests["nsga2"] == digests["random"] == weights_digest(torch.load(base, weights_only=True))
 
 
 RECIPE_EXPERIMENT = """

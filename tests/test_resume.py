@@ -206,3 +206,30 @@ def test_a_step_limit_counts_every_session_and_stops_between_batches(tmp_path):
     again = run(tiny_config(tmp_path, step_limit=80, **options))  # the 50 stored steps count: one batch more
     assert again.summary["stopped_by"] == "step_limit" and again.summary["true_evaluations"] == 10
     assert again.summary["replayed_from_study"] == 5
+
+
+def test_a_resume_on_another_base_model_is_warned_and_kept_in_the_run_facts(tmp_path):
+    """A base model trained again (its cache lost, another machine) is another model: the run says so, and its
+    summary lists both bases with the evaluation at which the second came."""
+    import warnings
+
+    import torch
+
+    from surrogate_emo.errors import SurrogateEMOWarning
+
+    first = run(tiny_config(tmp_path, budget=4, final_test=False))
+    assert [entry["from_evaluation"] for entry in first.summary["base_history"]] == [0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SurrogateEMOWarning)  # the same base: no warning
+        same = run(tiny_config(tmp_path, budget=4, final_test=False))
+    assert same.summary["base_history"] == first.summary["base_history"]
+    (path,) = (tmp_path / "cache" / "base").glob("*.pt")
+    weights = torch.load(path, weights_only=True)
+    name = next(key for key, tensor in weights.items() if tensor.is_floating_point())
+    weights[name] = weights[name] + 1e-3  # what a retrain elsewhere does in the last bits, made visible
+    torch.save(weights, path)
+    with pytest.warns(SurrogateEMOWarning, match=r"resumes on another dense base model .* its 4 stored evaluations"):
+        again = run(tiny_config(tmp_path, budget=6, final_test=False))
+    history = again.summary["base_history"]
+    assert [entry["from_evaluation"] for entry in history] == [0, 4]
+    assert history[0]["digest"] == first.summary["base_digest"] != again.summary["base_digest"] == history[1]["digest"]
