@@ -4,9 +4,11 @@ BoTorch's qLogNEHVI and random search at 100, carried on to 140 in results/lenet
 shortlist loop at equal steps). ``lenet5``: 60 against study 3 (the GP and RF loops at 60; its NSGA-II carried on
 from 300 to 600 in results/lenet5_nsga2_600).
 
-    python experiments/multifidelity_compare.py [lenet300|lenet5]
+    python experiments/multifidelity_compare.py [lenet300|lenet5|shared]
 
 Reads results/<model>_multifidelity/ and the study's folder; writes results/<model>_multifidelity/compare.md.
+``shared``: the gp-f0 loops, NSGA-II@1000 and random search@140 of results/lenet300_shared_base, every method of a
+seed on the same committed base model (its compare.md).
 Two error reference points: 1.0, and a useful one, the dense model's validation error + 10 points.
 """
 
@@ -36,6 +38,12 @@ STUDIES = {
                      old_methods=("surrogate_gp", "surrogate_rf", "botorch", "random", "nsga2"),
                      longer=dict(random=Path("results/lenet300_peers_140/lenet-300-100_fashion-mnist"),
                                  botorch=Path("results/lenet300_peers_140/lenet-300-100_fashion-mnist"))),
+    # the gp-f0 loops against NSGA-II and random search, every method of a seed on the same committed base model
+    "shared": dict(title="NSGA-II on one base model per seed (LeNet-300-100", new=Path("results/lenet300_shared_base"),
+                   old=Path("results/lenet300_shared_base/lenet-300-100_fashion-mnist"), seeds=range(5), budget=100,
+                   nsga2=1000, new_methods=("surrogate_gp_f0_design", "surrogate_gp_f0_design_useful",
+                                            "surrogate_gp_f0_design_both"),
+                   old_methods=("random", "nsga2"), longer={}, useful=0.211),
     "lenet5": dict(title="study 3 (LeNet-5", new=Path("results/lenet5_multifidelity"),
                    old=Path("results/lenet5_fashion/lenet-5_fashion-mnist"), seeds=range(3), budget=60, nsga2=600,
                    new_methods=("surrogate_rf_f0", "surrogate_gp_f0_design", "surrogate_gp_f0_design_useful"),
@@ -124,8 +132,10 @@ def main() -> None:
     done = [study.summary("nsga2", s)["true_evaluations"] for s in seeds]  # its front.csv is of that count
     if min(done) < top:
         sys.exit(f"NSGA-II's runs in {study.run_dir('nsga2', 0).parent} hold {done} evaluations, not yet {top}")
-    # the study's own NSGA-II seed 0 (the run carried on past it trained its base again, to another dense error)
-    useful = json.loads((study.old / "nsga2_seed0" / "summary.json").read_text())["dense_val_error"] + 0.10
+    # the study's own NSGA-II seed 0 (the run carried on past it trained its base again, to another dense error);
+    # the shared-base study keeps study 2's, at which its aimed loops aim
+    useful = getattr(study, "useful", None) or json.loads(
+        (study.old / "nsga2_seed0" / "summary.json").read_text())["dense_val_error"] + 0.10
     refs = (("1.0", 1.0), (f"{useful:.3f} (dense + 10 points)", useful))
     lines = [f"# Fidelity-0 loops against {study.title}, Fashion-MNIST, log-scale params axis)", "",
              f"## Test split: the loops at {budget} full evaluations against NSGA-II at {top:,}", "",
