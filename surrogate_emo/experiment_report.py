@@ -47,6 +47,7 @@ class RunTrace:
     warm_started: np.ndarray
     failed: int
     scales: dict = field(default_factory=dict)  # compression runs: final hypervolume on the log and linear scales
+    bases: list = field(default_factory=list)  # compression runs: the base models met (`pipeline.base_history`)
 
     @property
     def wall(self) -> np.ndarray:
@@ -86,12 +87,14 @@ def _batch(evaluation) -> tuple | None:
 
 def load_trace(spec: RunSpec, true_front: np.ndarray | None) -> RunTrace:
     path = spec.config.study or spec.run_dir / "study.sqlite"
-    evaluations = []
+    evaluations, bases = [], []
     if Path(path).exists():
         study = Study(path)
         try:
             if spec.config.name in study.run_names():
-                evaluations = list(study.evaluations(study.run_id(spec.config.name)).values())
+                run_id = study.run_id(spec.config.name)
+                evaluations = list(study.evaluations(run_id).values())
+                bases = study.info(run_id).get("base_history", [])
         finally:
             study.close()
     status = _status(spec, bool(evaluations))
@@ -121,7 +124,33 @@ def load_trace(spec: RunSpec, true_front: np.ndarray | None) -> RunTrace:
                     _igd_trace(F, true_front) if true_front is not None and len(F) else None,
                     np.array([e.seconds for e in evaluations]), search, batch_seconds, errors,
                     np.array([e.source.startswith("cache:") for e in evaluations]), sum(not e.ok for e in evaluations),
-                    scales)
+                    scales, bases)
+
+
+def _bases_markdown(traces: list[RunTrace]) -> list[str]:
+    """Whether every run of a seed compressed one and the same dense base model: a study whose methods met
+    different bases (retrained in another session or on another machine) compares them on different models."""
+    ran = [t for t in traces if len(t.hv)]
+    if not ran or all(t.spec.synthetic for t in ran):
+        return []
+    unknown = [t.spec.config.name for t in ran if not t.bases]
+    per_seed = {}
+    for t in ran:
+        per_seed.setdefault(t.spec.seed, set()).update(entry["digest"] for entry in t.bases)
+    mixed = [f"{t.spec.config.name} (from evaluation {', '.join(str(e['from_evaluation']) for e in t.bases[1:])})"
+             for t in ran if len(t.bases) > 1]
+    split = [f"seed {seed}: {len(digests)}" for seed, digests in sorted(per_seed.items()) if len(digests) > 1]
+    if not (mixed or split):
+        known = ", ".join(f"seed {seed} {next(iter(d))}" for seed, d in sorted(per_seed.items()) if d)
+        lines = [f"Base models: every run of a seed compressed the same dense model (weights digest {known})."
+                 if known else "Base models: not recorded (made before runs recorded their base model)."]
+    else:
+        lines = ["Base models: **not one per seed**, so methods (or one run's evaluations) compare on different dense "
+                 "models." + (f" Base models per seed: {'; '.join(split)}." if split else "")
+                 + (f" Runs that met another base on a resume: {'; '.join(mixed)}." if mixed else "")]
+    if unknown and len(unknown) < len(ran):
+        lines[0] += f" Not recorded for {len(unknown)} made before runs recorded their base model: {', '.join(unknown)}."
+    return lines + [""]
 
 
 def _median_iqr(values: list[float], digits: int = 4) -> str:
@@ -192,7 +221,7 @@ def _fmt(value, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def _markdown(experiment: Experiment, rows: list[dict]) -> str:
+def _markdown(experiment: Experiment, rows: list[dict], traces: dict[str, list[RunTrace]]) -> str:
     lines = [f"# {experiment.name}", "", experiment.description.strip(), ""]
     if any("hv_log_median" in r for r in rows):
         lines += ["Hypervolumes (reference 1 in every objective) are on the scale each run searched on (its "
@@ -235,6 +264,7 @@ def _markdown(experiment: Experiment, rows: list[dict]) -> str:
         missing = [f"{r['method']} ({r['not_finished']})" for r in mine if r["not_finished"]]
         lines += ["", "Runs not finished, shown as far as they got: " + "; ".join(missing) if missing
                   else "Every run finished.", ""]
+        lines += _bases_markdown(traces.get(problem, []))
     return "\n".join(lines) + "\n"
 
 
@@ -384,6 +414,7 @@ def write_experiment_report(experiment: Experiment) -> list[dict]:
                              "igd_final": float(t.igd[-1]) if t.igd is not None and len(t.igd) else None,
                              "evaluation_seconds": float(t.evaluation_seconds.sum()),
                              "optimizer_seconds": float(t.search_seconds.sum()),
+                             "base_digests": " ".join(entry["digest"] for entry in t.bases),
                              "run_dir": str(t.spec.run_dir)})
             for k in range(len(t.hv)):
                 trace_rows.append({"problem": problem, "method": t.spec.method, "seed": t.spec.seed,
@@ -397,7 +428,7 @@ def write_experiment_report(experiment: Experiment) -> list[dict]:
     write_csv(experiment.out_dir / "summary.csv", rows)
     write_csv(experiment.out_dir / "runs.csv", run_rows)
     write_csv(experiment.out_dir / "trace.csv", trace_rows)
-    (experiment.out_dir / "summary.md").write_text(_markdown(experiment, rows) + _recipes_markdown(experiment)
+    (experiment.out_dir / "summary.md").write_text(_markdown(experiment, rows, traces) + _recipes_markdown(experiment)
                                                    + write_side_by_side(experiment))
     (experiment.out_dir / "experiment.json").write_text(json.dumps(
         {"name": experiment.name, "seeds": experiment.seeds, "problems": experiment.problem_names(),

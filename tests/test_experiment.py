@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import sqlite3
 
 import numpy as np
@@ -275,6 +276,17 @@ def test_an_experiment_keeps_its_base_models_in_its_own_folder(tmp_path):
     digests = {spec.method: json.loads((spec.run_dir / "summary.json").read_text())["base_digest"]
                for spec in experiment.runs()}
     assert digests["nsga2"] == digests["random"] == weights_digest(torch.load(base, weights_only=True))
+    summary = (experiment.out_dir / "summary.md").read_text()
+    assert f"every run of a seed compressed the same dense model (weights digest seed 0 {digests['nsga2']})" in summary
+
+    (elsewhere,) = (tmp_path / "cache" / "base").glob("*.pt")  # another session's base: a last-bits difference
+    weights = torch.load(elsewhere, weights_only=True)
+    weights = {name: tensor + 1e-3 if tensor.is_floating_point() else tensor for name, tensor in weights.items()}
+    torch.save(weights, elsewhere)
+    shutil.rmtree(next(spec.run_dir for spec in experiment.runs() if spec.method == "elsewhere"))
+    assert main(["experiment", str(path), "--no-progress"]) == 0
+    assert "**not one per seed**" in (experiment.out_dir / "summary.md").read_text()
+    assert "Base models per seed: seed 0: 2." in (experiment.out_dir / "summary.md").read_text()
 
 
 RECIPE_EXPERIMENT = """
