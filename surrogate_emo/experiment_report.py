@@ -149,7 +149,8 @@ def _bases_markdown(traces: list[RunTrace]) -> list[str]:
                  "models." + (f" Base models per seed: {'; '.join(split)}." if split else "")
                  + (f" Runs that met another base on a resume: {'; '.join(mixed)}." if mixed else "")]
     if unknown and len(unknown) < len(ran):
-        lines[0] += f" Not recorded for {len(unknown)} made before runs recorded their base model: {', '.join(unknown)}."
+        lines[0] += (f" Not recorded for {len(unknown)} runs (made before runs recorded their base model): "
+                     f"{', '.join(unknown)}.")
     return lines + [""]
 
 
