@@ -185,8 +185,8 @@ class Experiment:
                     # the dense base models live in the experiment's folder (unless it says otherwise): committed
                     # with the study, every method, session and machine compresses the same one per seed
                     values = {"cache_dir": str(self.out_dir), **self.base, **options, "seed": seed,
-                              "name": f"{method}_seed{seed}", "output_dir": str(self.out_dir / folder), "progress": False,
-                              **({"problem": problem} if self.problems else {})}
+                              "name": f"{method}_seed{seed}", "output_dir": str(self.out_dir / folder),
+                              "progress": False, **({"problem": problem} if self.problems else {})}
                     specs.append(RunSpec(problem, method, seed, config_from_dict(values), bool(self.problems)))
         return specs
 
