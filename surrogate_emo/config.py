@@ -20,6 +20,11 @@ from surrogate_emo.errors import ConfigError
 RESUMABLE_FIELDS = ("budget", "time_limit", "step_limit", "progress", "output_dir", "final_test", "n_jobs", "cache_dir", "study",
                     "dask_scheduler", "device")
 
+# The options the dense base model depends on (with the seed and the torch version: its cache key in
+# `pipeline.prepare`): runs that differ in one of them compress different base models by design.
+BASE_FIELDS = ("dataset", "data_dir", "data_seed", "model", "base_epochs", "lr", "batch_size", "seed", "threads",
+               "device")
+
 # Fields a built-in search never reads: a resumed run may differ in them (a default changed since it started).
 _LOOP_ONLY = ("surrogate", "infill", "error_scale", "q", "n_init", "pool_size", "pool_generations", "screen_size",
               "screen_generations", "screen_design", "polish_steps", "refit", "shortlist", "shortlist_fraction",

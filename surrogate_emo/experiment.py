@@ -167,8 +167,9 @@ class Experiment:
                 raise ConfigError(f"[recipes.{name}] needs recipe = one of {sorted(RECIPES)}, got {table!r}")
             settings = {k: v for k, v in table.items() if k not in ("recipe", "seeds")}
             for seed in table.get("seeds", self.seeds):
-                file = RecipeFile(name=f"{name}_seed{seed}", recipe=table["recipe"], base={**self.base, "seed": seed},
-                                  settings=settings, output_dir=str(self.out_dir / self.problem_names()[0]))
+                base = {"cache_dir": str(self.out_dir), **self.base, "seed": seed}  # the methods' base models
+                file = RecipeFile(name=f"{name}_seed{seed}", recipe=table["recipe"], base=base, settings=settings,
+                                  output_dir=str(self.out_dir / self.problem_names()[0]))
                 file.run_config()
                 file.recipe_settings()
                 files.append(file)

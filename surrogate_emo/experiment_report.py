@@ -20,6 +20,7 @@ from pymoo.indicators.igd import IGD  # noqa: E402
 from scipy.stats import mannwhitneyu  # noqa: E402
 
 from surrogate_emo.compare import evaluations_to_reach  # noqa: E402
+from surrogate_emo.config import BASE_FIELDS  # noqa: E402
 from surrogate_emo.evaluate import objective_vector  # noqa: E402
 from surrogate_emo.experiment import Experiment, RunSpec, is_finished  # noqa: E402
 from surrogate_emo.front import hypervolume, hypervolume_trace, pareto_indices  # noqa: E402
@@ -47,7 +48,7 @@ class RunTrace:
     warm_started: np.ndarray
     failed: int
     scales: dict = field(default_factory=dict)  # compression runs: final hypervolume on the log and linear scales
-    bases: list = field(default_factory=list)  # compression runs: the base models met (`pipeline.base_history`)
+    bases: list[dict] = field(default_factory=list)  # compression runs: the base models met (`pipeline.base_history`)
 
     @property
     def wall(self) -> np.ndarray:
@@ -128,30 +129,38 @@ def load_trace(spec: RunSpec, true_front: np.ndarray | None) -> RunTrace:
 
 
 def _bases_markdown(traces: list[RunTrace]) -> list[str]:
-    """Whether every run of a seed compressed one and the same dense base model: a study whose methods met
-    different bases (retrained in another session or on another machine) compares them on different models."""
-    ran = [t for t in traces if len(t.hv)]
-    if not ran or all(t.spec.synthetic for t in ran):
+    """Whether the runs that should share a dense base model (same seed and base options, `BASE_FIELDS`) compressed
+    one and the same: a study whose methods met different bases (retrained in another session or on another
+    machine) compares them on different models."""
+    ran = [t for t in traces if len(t.hv) and not t.spec.synthetic]
+    if not ran:
         return []
-    unknown = [t.spec.config.name for t in ran if not t.bases]
-    per_seed = {}
+    groups: dict[tuple, set] = {}
     for t in ran:
-        per_seed.setdefault(t.spec.seed, set()).update(entry["digest"] for entry in t.bases)
+        key = tuple(getattr(t.spec.config, name) for name in BASE_FIELDS)
+        groups.setdefault(key, set()).update(entry["digest"] for entry in t.bases if entry["digest"])
+    unknown = [t.spec.config.name for t in ran if not any(entry["digest"] for entry in t.bases)]
+    partly = [f"{t.spec.config.name} (evaluations before {t.bases[1]['from_evaluation']})" for t in ran
+              if len(t.bases) > 1 and t.bases[0]["digest"] is None]
     mixed = [f"{t.spec.config.name} (from evaluation {', '.join(str(e['from_evaluation']) for e in t.bases[1:])})"
              for t in ran if len(t.bases) > 1]
-    split = [f"seed {seed}: {len(digests)}" for seed, digests in sorted(per_seed.items()) if len(digests) > 1]
-    if not (mixed or split):
-        known = ", ".join(f"seed {seed} {next(iter(d))}" for seed, d in sorted(per_seed.items()) if d)
-        lines = [f"Base models: every run of a seed compressed the same dense model (weights digest {known})."
-                 if known else "Base models: not recorded (made before runs recorded their base model)."]
+    split = sorted({f"seed {key[BASE_FIELDS.index('seed')]}: {len(digests)}" for key, digests in groups.items()
+                    if len(digests) > 1})
+    if len(unknown) == len(ran):
+        return ["Base models: not recorded (made before runs recorded their base model).", ""]
+    if mixed or split:
+        line = ("Base models: **not one per seed**, so methods (or one run's evaluations) compare on different dense "
+                "models." + (f" Base models per seed: {'; '.join(split)}." if split else "")
+                + (f" Runs that met another base on a resume: {'; '.join(mixed)}." if mixed else ""))
     else:
-        lines = ["Base models: **not one per seed**, so methods (or one run's evaluations) compare on different dense "
-                 "models." + (f" Base models per seed: {'; '.join(split)}." if split else "")
-                 + (f" Runs that met another base on a resume: {'; '.join(mixed)}." if mixed else "")]
-    if unknown and len(unknown) < len(ran):
-        lines[0] += (f" Not recorded for {len(unknown)} runs (made before runs recorded their base model): "
-                     f"{', '.join(unknown)}.")
-    return lines + [""]
+        known = sorted({(key[BASE_FIELDS.index("seed")], digest) for key, digests in groups.items()
+                        for digest in digests})
+        line = ("Base models: every run of a seed compressed the same dense model (weights digest per seed: "
+                + ", ".join(f"seed {seed} {digest}" for seed, digest in known) + ").")
+    if unknown or partly:
+        line += (" Not recorded for runs (or their first evaluations) made before runs recorded their base model: "
+                 + ", ".join(unknown + partly) + ".")
+    return [line, ""]
 
 
 def _median_iqr(values: list[float], digits: int = 4) -> str:
@@ -415,7 +424,7 @@ def write_experiment_report(experiment: Experiment) -> list[dict]:
                              "igd_final": float(t.igd[-1]) if t.igd is not None and len(t.igd) else None,
                              "evaluation_seconds": float(t.evaluation_seconds.sum()),
                              "optimizer_seconds": float(t.search_seconds.sum()),
-                             "base_digests": " ".join(entry["digest"] for entry in t.bases),
+                             "base_digests": " ".join(str(entry["digest"]) for entry in t.bases),
                              "run_dir": str(t.spec.run_dir)})
             for k in range(len(t.hv)):
                 trace_rows.append({"problem": problem, "method": t.spec.method, "seed": t.spec.seed,

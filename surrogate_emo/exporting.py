@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from torch import nn
 
 from surrogate_emo.config import LEGACY_VALUES, RunConfig, config_from_dict
 from surrogate_emo.deploy import OnnxModel, choose_kernels, export, latency, load, pack, unpack
-from surrogate_emo.errors import ConfigError, StudyError
+from surrogate_emo.errors import ConfigError, StudyError, SurrogateEMOWarning
 from surrogate_emo.evaluate import Evaluation
 from surrogate_emo.pipeline import Setup, final_model, front_evaluations, prepare
 from surrogate_emo.store import Study
@@ -35,8 +36,10 @@ class Exported:
     table: list[dict]
 
 
-def run_config(run_dir: Path) -> tuple[RunConfig, list[Evaluation]]:
-    """The configuration and the evaluations of the run stored in ``run_dir`` (its ``study.sqlite``).
+def run_config(run_dir: Path) -> tuple[RunConfig, list[Evaluation], str | None]:
+    """The configuration and the evaluations of the run stored in ``run_dir`` (its ``study.sqlite``), and the
+    weights digest of the base model it last compressed (None where not recorded). An experiment's run finds its
+    base models in the experiment's folder.
 
     Raises:
         ConfigError: ``run_dir`` holds no study, or its study holds no run of the folder's name.
@@ -53,12 +56,16 @@ def run_config(run_dir: Path) -> tuple[RunConfig, list[Evaluation]]:
         run_id = study.run_id(name)
         stored = study.config(run_id)
         evaluations = [e for _, e in sorted(study.evaluations(run_id).items())]
+        digests = [entry["digest"] for entry in study.info(run_id).get("base_history", []) if entry["digest"]]
     finally:
         study.close()
     if stored.get("problem"):
         raise ConfigError(f"run {name!r} is a test problem, not a compressed network: there is no model to export")
     values = {**LEGACY_VALUES, **stored, "name": name, "output_dir": str(run_dir.parent), "progress": False}
-    return config_from_dict(values), evaluations
+    experiment = run_dir.parent.parent  # <experiment>/<problem>/<run>: its base models are in <experiment>/base
+    if (experiment / "base").is_dir():
+        values["cache_dir"] = str(experiment)
+    return config_from_dict(values), evaluations, (digests[-1] if digests else None)
 
 
 def choose(setup: Setup, config: RunConfig, evaluations: list[Evaluation], trial: int | None,
@@ -140,8 +147,12 @@ def export_run(run_dir: str | Path, trial: int | None = None, within: float | No
     if (trial is None) == (within is None):
         raise ConfigError("expected exactly one of --trial N or --within POINTS")
     run_dir = Path(run_dir)
-    config, evaluations = run_config(run_dir)
+    config, evaluations, digest = run_config(run_dir)
     setup = prepare(config)
+    if digest is not None and setup.base_digest != digest:  # its cache lost, or another machine
+        warnings.warn(f"the dense base model differs from the one run {config.name} compressed: expected weights "
+                      f"digest {digest}, got {setup.base_digest} (the model is rebuilt on this one; its errors "
+                      "differ from the run's)", SurrogateEMOWarning, stacklevel=2)
     evaluation, model, test_error = choose(setup, config, evaluations, trial, within)
     folder = Path(out) if out is not None else run_dir / "export" / f"trial-{evaluation.trial}"
     files = export(model, setup.data.test.x[:2], folder, onnx=onnx)

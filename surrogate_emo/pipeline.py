@@ -243,33 +243,49 @@ def study_key(config: RunConfig, identity: dict | None = None) -> dict:
 
 
 def base_history(study: Study, run_id: int, name: str, info: dict) -> list[dict]:
-    """The run's dense base models so far, one entry per change (digest, dense validation error and how many
-    evaluations were stored when it came), with this session's appended where it differs from the last.
+    """The run's dense base models so far, one entry per change (weights digest, dense validation error, and how
+    many evaluations were stored when it came), with this session's (``info``) appended where it differs.
 
-    A base trained again in another session (its cache lost, another machine) differs in its last bits, and every
-    evaluation after it compresses another model than those before: warned, and kept in the run's facts, because
-    an archive over two bases is no exact resume."""
-    history = list(study.info(run_id).get("base_history", []))
-    if history and history[-1]["digest"] == info["base_digest"]:
-        return history
+    A base trained again (its cache lost, another machine, thread count, device or torch) differs in its last bits,
+    and every evaluation after it compresses another model than those before: warned, and kept in the run's facts,
+    because an archive over two bases is no exact resume. A run made before bases were recorded starts its history
+    with an unknown digest (None) and is warned about only where its stored dense error differs."""
+    stored_info = study.info(run_id)
+    history = list(stored_info.get("base_history", []))
+    entry = {"digest": info["base_digest"], "dense_val_error": info["dense_val_error"]}
     stored = len(study.evaluations(run_id))
-    if history or stored:
-        last = (f"{history[-1]['digest']}, dense validation error {history[-1]['dense_val_error']:.4f}" if history
-                else "not recorded")
-        warnings.warn(f"run {name} resumes on another dense base model (weights digest {info['base_digest']}, dense "
-                      f"validation error {info['dense_val_error']:.4f}; before: {last}): its {stored} stored "
-                      "evaluations compressed the other one. Keep base models where the run finds them again "
-                      "(cache_dir; an experiment keeps them in its own folder)", SurrogateEMOWarning, stacklevel=3)
-    return history + [{"digest": info["base_digest"], "dense_val_error": info["dense_val_error"],
-                       "from_evaluation": stored}]
+    if not stored:  # nothing was evaluated on an earlier base (a session stopped before its first evaluation)
+        return [{**entry, "from_evaluation": 0}]
+    if not history:
+        history = [{"digest": None, "dense_val_error": stored_info.get("dense_val_error"), "from_evaluation": 0}]
+    last = history[-1]
+    unrecorded_same = last["digest"] is None and last["dense_val_error"] == entry["dense_val_error"]
+    if last["digest"] == entry["digest"] or unrecorded_same:
+        return history
+    before = f"digest {last['digest']}" if last["digest"] else "digest not recorded"
+    if last["dense_val_error"] is not None:
+        before += f", dense validation error {last['dense_val_error']:.4f}"
+    warnings.warn(f"run {name} resumes on another dense base model than its last session's: expected {before}; "
+                  f"got digest {entry['digest']}, dense validation error {entry['dense_val_error']:.4f} (its "
+                  f"{stored} stored evaluations were made on the other)", SurrogateEMOWarning, stacklevel=3)
+    return history + [{**entry, "from_evaluation": stored}]
+
+
+def run_facts(config: RunConfig) -> dict:
+    """What the run's study holds about it beside its evaluations (`Study.info`): dense errors, base models, ..."""
+    study = Study(config.study or config.run_dir / "study.sqlite")
+    try:
+        return study.info(study.run_id(config.name))
+    finally:
+        study.close()
 
 
 def run_in_study(config: RunConfig, evaluator, search: Search, identity: dict | None = None,
                  info: dict | None = None) -> TrialRunner:
     """Run (or resume) ``search`` against ``evaluator`` in the run's study, under the configured budget; the
     study refuses a resume whose configuration (plus ``identity``) changed in a field the search reads. ``info``
-    (facts about the run) is stored with it; with a ``base_digest`` it gains the run's ``base_history``. Returns
-    the finished runner."""
+    (facts about the run) is stored with it; with a ``base_digest``, so is the run's `base_history`. Returns the
+    finished runner."""
     study = Study(config.study or config.run_dir / "study.sqlite")
     # numpy's and scipy's BLAS and scikit-learn's OpenMP get the torch thread count too: their float sums (GP fits)
     # then do not depend on whether the run is in a joblib worker (which limits them) or in this process, and
@@ -279,9 +295,8 @@ def run_in_study(config: RunConfig, evaluator, search: Search, identity: dict | 
         run_id = study.open_run(config.name, study_key(config, identity), ignore=UNUSED_FIELDS.get(config.search, ()),
                                 assumed=legacy_values(config))
         if info:
-            if "base_digest" in info:  # the caller's info gains the history, for its summary
-                info["base_history"] = base_history(study, run_id, config.name, info)
-            study.set_info(run_id, **info)
+            history = {"base_history": base_history(study, run_id, config.name, info)} if "base_digest" in info else {}
+            study.set_info(run_id, **info, **history)
         with evaluation_backend(config.n_jobs, config.dask_scheduler) as n_jobs:  # this machine or a cluster
             runner = TrialRunner(evaluator, study, run_id, config.seed, config.budget, evaluator.ref_point,
                                  progress=config.progress, n_jobs=n_jobs, time_limit=config.time_limit,
@@ -327,6 +342,7 @@ def run(config: RunConfig) -> RunResult:
     info = {"dense_val_error": setup.dense_val_error, "dense_test_error": setup.dense_test_error,
             "space": setup.scheme.describe(), "finetune_steps": setup.evaluator.steps, "base_digest": setup.base_digest}
     runner = run_in_study(config, setup.evaluator, make_search(config, setup), info=info)
+    history = run_facts(config).get("base_history", [])
     evaluations = runner.history
     search_seconds = runner.search_seconds
     front = rescore_front(setup, evaluations, config) if config.final_test else []
@@ -351,7 +367,7 @@ def run(config: RunConfig) -> RunResult:
         "wall_seconds_this_session": time.perf_counter() - started,
         "base_model_from_cache": setup.base_from_cache,
         # which dense model was compressed; more than one entry: a resume retrained it, the archive mixes bases
-        "base_digest": setup.base_digest, "base_history": info["base_history"],
+        "base_digest": setup.base_digest, "base_history": history,
         "dense_val_error": setup.dense_val_error, "dense_test_error": setup.dense_test_error,
         "dense_params": setup.scheme.dense.params,
         "dense_bytes": setup.scheme.dense.bytes,

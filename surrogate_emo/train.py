@@ -6,6 +6,7 @@ import copy
 import hashlib
 import json
 import math
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -109,9 +110,13 @@ def weights_digest(state: dict[str, torch.Tensor]) -> str:
     """A short SHA-256 of a state dict (names, dtypes, shapes, bytes): two runs with the same digest compress the
     very same dense model. A base model retrained elsewhere differs in its last bits and gets another digest."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(state.items()):
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    for name, value in sorted(state.items()):
+        if not isinstance(value, torch.Tensor) or value.is_sparse:  # a module's extra state, a sparse buffer
+            digest.update(f"{name}:{value!r}".encode())
+            continue
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
+        flat = value.detach().cpu().resolve_conj().contiguous().reshape(-1)  # strided views hash as their values
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:16]
 
 
@@ -158,7 +163,8 @@ def base_model(model: nn.Module, data: DataSplits, epochs: float, lr: float, bat
     finally:
         bar.close()
     if path is not None:
-        partial = path.with_suffix(".partial")
+        # one partial file per process: an experiment's runs of one seed may train the same base at once
+        partial = path.with_suffix(f".{os.getpid()}.partial")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.save({name: tensor.cpu() for name, tensor in model.state_dict().items()}, partial)

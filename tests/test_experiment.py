@@ -259,7 +259,6 @@ def test_a_compression_report_gives_the_hypervolume_on_both_scales(tmp_path):
     assert "| HV, log scale (median) | HV, linear scale (median) |" in (out_dir / "summary.md").read_text()
 
 
-
 def test_an_experiment_keeps_its_base_models_in_its_own_folder(tmp_path):
     """Committed with the study, the base model per seed is the one every method and later session compresses."""
     path = tmp_path / "bases.toml"
@@ -277,7 +276,7 @@ def test_an_experiment_keeps_its_base_models_in_its_own_folder(tmp_path):
                for spec in experiment.runs()}
     assert digests["nsga2"] == digests["random"] == weights_digest(torch.load(base, weights_only=True))
     summary = (experiment.out_dir / "summary.md").read_text()
-    assert f"every run of a seed compressed the same dense model (weights digest seed 0 {digests['nsga2']})" in summary
+    assert f"every run of a seed compressed the same dense model (weights digest per seed: seed 0 {digests['nsga2']})" in summary
 
     (elsewhere,) = (tmp_path / "cache" / "base").glob("*.pt")  # another session's base: a last-bits difference
     weights = torch.load(elsewhere, weights_only=True)
@@ -310,6 +309,11 @@ baselines = []
 """
 
 
+def _written(path, text):
+    path.write_text(text)
+    return path
+
+
 def test_an_experiment_runs_its_recipes_and_reports_them(tmp_path):
     path = tmp_path / "recipes.toml"
     path.write_text(RECIPE_EXPERIMENT.format(out=tmp_path))
@@ -321,6 +325,9 @@ def test_an_experiment_runs_its_recipes_and_reports_them(tmp_path):
     table = (experiment.out_dir / "mlp_digits" / "olmp_seed0" / "models.csv").read_text()
     run_experiment(experiment, jobs=1, progress=False)
     assert (experiment.out_dir / "mlp_digits" / "olmp_seed0" / "models.csv").read_text() == table
+    without = Experiment.from_file(_written(tmp_path / "own.toml", RECIPE_EXPERIMENT.format(out=tmp_path).replace(
+        f'cache_dir = "{tmp_path}/cache"\n', "")))
+    assert without.recipe_files()[0].run_config().cache_dir == str(without.out_dir)  # beside the methods' bases
     path.write_text(RECIPE_EXPERIMENT.format(out=tmp_path).replace('recipe = "olmp"', 'recipe = "nope"'))
     with pytest.raises(ConfigError, match="needs recipe = one of"):
         Experiment.from_file(path)

@@ -15,7 +15,7 @@ from surrogate_emo.cli import main
 from surrogate_emo.compress.masks import mask_model
 from surrogate_emo.compress.quant import quantize_model
 from surrogate_emo.deploy import PackedLayer, export, pack, unpack
-from surrogate_emo.errors import ConfigError
+from surrogate_emo.errors import ConfigError, SurrogateEMOWarning
 from surrogate_emo.exporting import export_run
 from surrogate_emo.pipeline import run
 from surrogate_emo.schemes import PruneQuantScheme
@@ -87,6 +87,22 @@ def test_export_of_a_run_reproduces_its_test_error_and_measures_it(tmp_path):
     # a trial by number, from the command line
     assert main(["export", str(result.run_dir), "--trial", "0", "--no-onnx", "--out", str(tmp_path / "t0")]) == 0
     assert (tmp_path / "t0" / "model.pt2").is_file()
+
+
+def test_export_of_an_experiment_run_uses_the_experiment_base_and_says_when_it_differs(tmp_path, monkeypatch):
+    """An experiment keeps its base models in its folder: export finds them there (not in the user's cache), and
+    a base that is not the one the run compressed is warned about."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the user's cache, where export must not look
+    experiment = tmp_path / "study"
+    result = run(tiny_config(tmp_path, output_dir=str(experiment / "mlp_digits"), cache_dir=str(experiment),
+                             budget=4, final_test=False))
+    (path,) = (experiment / "base").glob("*.pt")
+    weights = torch.load(path, weights_only=True)
+    torch.save({name: tensor + 1e-3 if tensor.is_floating_point() else tensor for name, tensor in weights.items()},
+               path)
+    with pytest.warns(SurrogateEMOWarning, match=f"expected weights digest {result.summary['base_digest']}, got"):
+        export_run(result.run_dir, trial=0, onnx=False)
+    assert not (tmp_path / "home" / ".cache").exists()
 
 
 def test_export_says_what_it_expected(tmp_path, capsys):

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
+import torch
 
-from surrogate_emo.errors import StudyMismatchError
+from surrogate_emo.errors import StudyMismatchError, SurrogateEMOWarning
 from surrogate_emo.evaluate import Evaluator
 from surrogate_emo.pipeline import run
 from tiny import tiny_config
@@ -165,8 +168,6 @@ def test_warm_started_run_interrupted_mid_batch_resumes_to_the_same_archive(tmp_
 
 
 def test_a_stored_genome_that_differs_from_the_replayed_one_stops_the_resume(tmp_path):
-    import json
-
     config = tiny_config(tmp_path, budget=6, pop_size=6, final_test=False)
     run(config)
     database = tmp_path / "results" / "tiny" / "study.sqlite"
@@ -189,8 +190,6 @@ def test_another_configuration_is_refused_before_any_data_or_training(tmp_path):
 def test_a_study_whose_stored_keys_became_resumable_still_resumes(tmp_path):
     """Studies written before cache_dir could change on resume stored it: a key the given configuration no
     longer holds is not compared (the committed quickstart study is such a study)."""
-    import json
-
     run(tiny_config(tmp_path, budget=4))
     with sqlite3.connect(tmp_path / "results" / "tiny" / "study.sqlite") as db:
         stored = json.loads(db.execute("SELECT config FROM runs").fetchone()[0])
@@ -208,28 +207,58 @@ def test_a_step_limit_counts_every_session_and_stops_between_batches(tmp_path):
     assert again.summary["replayed_from_study"] == 5
 
 
+def _retrained_elsewhere(cache, shift=1e-3):
+    """What a retrain in another session does to the cached base in its last bits, made visible (or, with a large
+    ``shift``, to its dense error too)."""
+    (path,) = (cache / "base").glob("*.pt")
+    weights = torch.load(path, weights_only=True)
+    name = next(key for key, tensor in weights.items() if tensor.is_floating_point())
+    weights[name] = weights[name] + shift
+    torch.save(weights, path)
+
+
 def test_a_resume_on_another_base_model_is_warned_and_kept_in_the_run_facts(tmp_path):
     """A base model trained again (its cache lost, another machine) is another model: the run says so, and its
     summary lists both bases with the evaluation at which the second came."""
-    import warnings
-
-    import torch
-
-    from surrogate_emo.errors import SurrogateEMOWarning
-
     first = run(tiny_config(tmp_path, budget=4, final_test=False))
     assert [entry["from_evaluation"] for entry in first.summary["base_history"]] == [0]
     with warnings.catch_warnings():
         warnings.simplefilter("error", SurrogateEMOWarning)  # the same base: no warning
         same = run(tiny_config(tmp_path, budget=4, final_test=False))
     assert same.summary["base_history"] == first.summary["base_history"]
-    (path,) = (tmp_path / "cache" / "base").glob("*.pt")
-    weights = torch.load(path, weights_only=True)
-    name = next(key for key, tensor in weights.items() if tensor.is_floating_point())
-    weights[name] = weights[name] + 1e-3  # what a retrain elsewhere does in the last bits, made visible
-    torch.save(weights, path)
-    with pytest.warns(SurrogateEMOWarning, match=r"resumes on another dense base model .* its 4 stored evaluations"):
+    _retrained_elsewhere(tmp_path / "cache")
+    with pytest.warns(SurrogateEMOWarning, match=rf"another dense base model than its last session's: expected "
+                      rf"digest {first.summary['base_digest']}, .*its 4 stored evaluations were made on the other"):
         again = run(tiny_config(tmp_path, budget=6, final_test=False))
     history = again.summary["base_history"]
     assert [entry["from_evaluation"] for entry in history] == [0, 4]
     assert history[0]["digest"] == first.summary["base_digest"] != again.summary["base_digest"] == history[1]["digest"]
+
+
+def test_a_base_change_before_any_evaluation_or_in_a_run_made_before_bases_were_recorded(tmp_path):
+    """Nothing evaluated yet: the new base is simply the run's. A run whose study predates the record (no history)
+    is warned about only where its stored dense error differs, and its first evaluations' base stays unknown."""
+    config = tiny_config(tmp_path, budget=4, final_test=False)
+    run(config)
+    database = tmp_path / "results" / "tiny" / "study.sqlite"
+    with sqlite3.connect(database) as db:  # as a session that stopped before its first evaluation leaves it
+        db.execute("DELETE FROM evaluations")
+    _retrained_elsewhere(tmp_path / "cache")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SurrogateEMOWarning)
+        fresh = run(config)
+    assert [entry["from_evaluation"] for entry in fresh.summary["base_history"]] == [0]
+
+    with sqlite3.connect(database) as db:  # as a study written before runs recorded their base
+        info = json.loads(db.execute("SELECT info FROM runs").fetchone()[0])
+        del info["base_history"], info["base_digest"]
+        db.execute("UPDATE runs SET info = ?", (json.dumps(info),))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SurrogateEMOWarning)  # the same dense error: no warning
+        old = run(config)
+    assert old.summary["base_history"] == [{"digest": None, "dense_val_error": info["dense_val_error"],
+                                            "from_evaluation": 0}]
+    _retrained_elsewhere(tmp_path / "cache", shift=0.5)
+    with pytest.warns(SurrogateEMOWarning, match=r"expected digest not recorded, dense validation error"):
+        moved = run(tiny_config(tmp_path, budget=6, final_test=False))
+    assert [entry["digest"] is None for entry in moved.summary["base_history"]] == [True, False]

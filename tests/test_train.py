@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 
 import pytest
+import torch
 
 from torch import nn
 
 from surrogate_emo.data import load_dataset
-from surrogate_emo.train import fit
+from surrogate_emo.train import fit, weights_digest
 from tests.tiny import tiny_config
 
 
@@ -51,3 +52,21 @@ def test_the_device_is_resolved_or_refused_in_one_line():
             resolve_device("cuda")
     with pytest.raises(ConfigError, match="device must be cpu, cuda or auto, got 'tpu'"):
         resolve_device("tpu")
+
+
+def test_the_weights_digest_tells_models_apart_by_their_values_alone():
+    """Names, dtypes, shapes and bytes count; memory layout does not (a strided view hashes as its values), and
+    buffers of any dtype, 0-dim tensors, empty ones and a module's extra state do not break it."""
+    base = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    state = {"w": base, "steps": torch.tensor(7), "mask": torch.ones(3, dtype=torch.bool), "empty": torch.zeros(0),
+             "half": torch.ones(2, dtype=torch.bfloat16), "_extra_state": {"bits": 4}}
+    digest = weights_digest(state)
+    assert len(digest) == 16 and weights_digest(dict(reversed(list(state.items())))) == digest
+    assert weights_digest({**state, "w": base.t().contiguous().t()}) == digest  # another layout, the same values
+    strided = torch.arange(24, dtype=torch.float32)[::2]
+    assert weights_digest({**state, "w": strided}) == weights_digest({**state, "w": strided.clone()})
+    changed = base.clone()
+    changed[1, 2] = torch.nextafter(changed[1, 2], torch.tensor(100.0))  # the last bit of one weight
+    for other in ({**state, "w": changed}, {**state, "w": base.double()}, {**state, "w": base.reshape(4, 3)},
+                  {**state, "steps": torch.tensor(8)}, {**state, "_extra_state": {"bits": 8}}):
+        assert weights_digest(other) != digest
