@@ -155,7 +155,9 @@ def _bases_markdown(traces: list[RunTrace]) -> list[str]:
     else:
         known = sorted({(key[BASE_FIELDS.index("seed")], digest) for key, digests in groups.items()
                         for digest in digests})
-        line = ("Base models: every run of a seed compressed the same dense model (weights digest per seed: "
+        who = ("the runs that recorded theirs agree per seed" if unknown or partly
+               else "every run of a seed compressed the same dense model")
+        line = (f"Base models: {who} (weights digest per seed: "
                 + ", ".join(f"seed {seed} {digest}" for seed, digest in known) + ").")
     if unknown or partly:
         line += (" Not recorded for runs (or their first evaluations) made before runs recorded their base model: "
