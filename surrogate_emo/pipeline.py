@@ -253,7 +253,7 @@ def base_history(study: Study, run_id: int, name: str, info: dict) -> list[dict]
     stored_info = study.info(run_id)
     history = list(stored_info.get("base_history", []))
     entry = {"digest": info["base_digest"], "dense_val_error": info["dense_val_error"]}
-    stored = len(study.evaluations(run_id))
+    stored = study.count(run_id)
     if not stored:  # nothing was evaluated on an earlier base (a session stopped before its first evaluation)
         return [{**entry, "from_evaluation": 0}]
     if not history:

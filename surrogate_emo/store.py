@@ -158,6 +158,11 @@ class Study:
                                    row[6], row[7], row[8], row[9], json.loads(row[10]), trial=row[0])
                 for row in rows}
 
+    def count(self, run_id: int) -> int:
+        """How many evaluations of a run finished (`evaluations` without the pending ones), without reading them."""
+        return int(self._db.execute("SELECT COUNT(*) FROM evaluations WHERE run_id = ? AND status != 'pending'",
+                                    (run_id,)).fetchone()[0])
+
     def run_id(self, name: str) -> int:
         row = self._db.execute("SELECT run_id FROM runs WHERE name = ?", (name,)).fetchone()
         if row is None:

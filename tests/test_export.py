@@ -20,7 +20,7 @@ from surrogate_emo.exporting import export_run
 from surrogate_emo.pipeline import run
 from surrogate_emo.schemes import PruneQuantScheme
 
-from tiny import tiny_config
+from tiny import retrain_elsewhere, tiny_config
 
 
 def net() -> nn.Module:
@@ -96,10 +96,7 @@ def test_export_of_an_experiment_run_uses_the_experiment_base_and_says_when_it_d
     experiment = tmp_path / "study"
     result = run(tiny_config(tmp_path, output_dir=str(experiment / "mlp_digits"), cache_dir=str(experiment),
                              budget=4, final_test=False))
-    (path,) = (experiment / "base").glob("*.pt")
-    weights = torch.load(path, weights_only=True)
-    torch.save({name: tensor + 1e-3 if tensor.is_floating_point() else tensor for name, tensor in weights.items()},
-               path)
+    retrain_elsewhere(experiment)
     with pytest.warns(SurrogateEMOWarning, match=f"expected weights digest {result.summary['base_digest']}, got"):
         export_run(result.run_dir, trial=0, onnx=False)
     assert not (tmp_path / "home" / ".cache").exists()

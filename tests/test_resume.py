@@ -12,12 +12,11 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 
 from surrogate_emo.errors import StudyMismatchError, SurrogateEMOWarning
 from surrogate_emo.evaluate import Evaluator
 from surrogate_emo.pipeline import run
-from tiny import tiny_config
+from tiny import retrain_elsewhere, tiny_config
 
 
 def _stored(results, name="tiny"):
@@ -207,16 +206,6 @@ def test_a_step_limit_counts_every_session_and_stops_between_batches(tmp_path):
     assert again.summary["replayed_from_study"] == 5
 
 
-def _retrained_elsewhere(cache, shift=1e-3):
-    """What a retrain in another session does to the cached base in its last bits, made visible (or, with a large
-    ``shift``, to its dense error too)."""
-    (path,) = (cache / "base").glob("*.pt")
-    weights = torch.load(path, weights_only=True)
-    name = next(key for key, tensor in weights.items() if tensor.is_floating_point())
-    weights[name] = weights[name] + shift
-    torch.save(weights, path)
-
-
 def test_a_resume_on_another_base_model_is_warned_and_kept_in_the_run_facts(tmp_path):
     """A base model trained again (its cache lost, another machine) is another model: the run says so, and its
     summary lists both bases with the evaluation at which the second came."""
@@ -226,7 +215,7 @@ def test_a_resume_on_another_base_model_is_warned_and_kept_in_the_run_facts(tmp_
         warnings.simplefilter("error", SurrogateEMOWarning)  # the same base: no warning
         same = run(tiny_config(tmp_path, budget=4, final_test=False))
     assert same.summary["base_history"] == first.summary["base_history"]
-    _retrained_elsewhere(tmp_path / "cache")
+    retrain_elsewhere(tmp_path / "cache")
     with pytest.warns(SurrogateEMOWarning, match=rf"another dense base model than its last session's: expected "
                       rf"digest {first.summary['base_digest']}, .*its 4 stored evaluations were made on the other"):
         again = run(tiny_config(tmp_path, budget=6, final_test=False))
@@ -243,7 +232,7 @@ def test_a_base_change_before_any_evaluation_or_in_a_run_made_before_bases_were_
     database = tmp_path / "results" / "tiny" / "study.sqlite"
     with sqlite3.connect(database) as db:  # as a session that stopped before its first evaluation leaves it
         db.execute("DELETE FROM evaluations")
-    _retrained_elsewhere(tmp_path / "cache")
+    retrain_elsewhere(tmp_path / "cache")
     with warnings.catch_warnings():
         warnings.simplefilter("error", SurrogateEMOWarning)
         fresh = run(config)
@@ -258,7 +247,7 @@ def test_a_base_change_before_any_evaluation_or_in_a_run_made_before_bases_were_
         old = run(config)
     assert old.summary["base_history"] == [{"digest": None, "dense_val_error": info["dense_val_error"],
                                             "from_evaluation": 0}]
-    _retrained_elsewhere(tmp_path / "cache", shift=0.5)
+    retrain_elsewhere(tmp_path / "cache", shift=0.5)
     with pytest.warns(SurrogateEMOWarning, match=r"expected digest not recorded, dense validation error"):
         moved = run(tiny_config(tmp_path, budget=6, final_test=False))
     assert [entry["digest"] is None for entry in moved.summary["base_history"]] == [True, False]

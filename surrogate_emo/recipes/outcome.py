@@ -60,7 +60,7 @@ class RecipeStudy:
         """Score ``model`` (validation and test), price it, save its weights, and store it under ``key``; its
         genome is the kept fraction of each masked or quantised layer unless given."""
         run_id = self.study.run_id(run)
-        trial = len(self.study.evaluations(run_id))
+        trial = self.study.count(run_id)
         if genome is None:
             genome = np.array([float(m.mask.float().mean()) if getattr(m, "mask", None) is not None else 1.0
                                for m in model.modules() if isinstance(m, (MaskedLayer, QuantLayer))])
@@ -82,7 +82,7 @@ class RecipeStudy:
         run_id = self.study.run_id(run)
         evaluation = Evaluation(np.asarray(genome, dtype=np.float64), error, ratios, steps=steps, seconds=seconds,
                                 seed=self.config.seed, source=run, extra={"key": key, **(extra or {})})
-        evaluation.trial = len(self.study.evaluations(run_id))
+        evaluation.trial = self.study.count(run_id)
         self.study.record(run_id, evaluation.trial, evaluation)
         return evaluation
 
