@@ -134,7 +134,7 @@ class RunConfig:
                         "fidelity-0 error), package.module:SurrogateClass, or a portfolio joined by '+' (gp-f0+rf-f0: "
                         "each picks its share of every batch)", LOOP, names=("gp", "rf", "gp-f0", "rf-f0"))
     infill: str = _opt("ehvi-lazy", "infill criterion, or package.module:Class", LOOP,
-                     names=("ehvi-lazy", "ehvi", "ehvi-exact", "ehvi-bands", "parego", "mean", "random"))
+                     names=("ehvi-lazy", "ehvi", "ehvi-exact", "ehvi-joint", "ehvi-bands", "parego", "mean", "random"))
     error_reference: float = _opt(1.0, "the error coordinate of the reference point of the loop's (and BoTorch's) "
                                   "hypervolume acquisition: a candidate predicted above it adds nothing, so the search "
                                   "spends its evaluations below it (e.g. the dense error + 0.1). The reports keep 1.0",

@@ -267,15 +267,19 @@ def expected_improvement_2d(front: np.ndarray, mean: np.ndarray, sd: np.ndarray,
     return (widths * np.maximum(gain, 0.0)).sum(axis=1)
 
 
+def _check_one_modelled_one_exact(context: InfillContext, name: str) -> None:
+    if context.F.shape[1] != 2 or context.n_expensive != 1:
+        raise ConfigError(f"infill {name!r} needs two objectives, the first modelled and the second exact; got "
+                          f"{context.F.shape[1]} objectives, {context.n_expensive} modelled")
+
+
 class ExactEHVI(Infill):
     """EHVI of two objectives, the first modelled and the second exact, in closed form
     (`expected_improvement_2d`): milliseconds instead of BoTorch's Monte-Carlo second. A batch is chosen greedily,
     each pick added to the front at its predicted median before the next (Ginsbourger's kriging believer)."""
 
     def _select(self, context, pool, q):
-        if context.F.shape[1] != 2 or context.n_expensive != 1:
-            raise ConfigError(f"infill 'ehvi-exact' needs two objectives, the first modelled and the second exact; got "
-                              f"{context.F.shape[1]} objectives, {context.n_expensive} modelled")
+        _check_one_modelled_one_exact(context, "ehvi-exact")
         mean, var = context.surrogate.predict(pool)
         mean, sd, cheap = mean[:, 0], np.sqrt(var[:, 0]), context.cheap_values(pool)[:, 0]
         median = np.exp(mean) if context.log_scale else mean
@@ -287,6 +291,101 @@ class ExactEHVI(Infill):
             chosen.append(best)
             front = np.vstack([front, [median[best], cheap[best]]])
         return np.array(chosen)
+
+
+class Staircase:
+    """Joint posterior samples of a pool's modelled error on the staircase of a two-objective front whose second
+    objective is exact, for Monte-Carlo hypervolume improvements without box decompositions.
+
+    The exact objective fixes every candidate's place on the x axis before any sampling, so the steps of every
+    sampled front lie on one grid: the archive's and the pool's cheap values. On that grid a front is a level per
+    step (the best error at or left of it), a candidate at cheap value ``c`` with sampled error ``e`` adds
+    ``sum over steps right of c of width * max(0, level - e)``, and adding it to a sample's front lowers that
+    sample's levels right of ``c`` to ``e``. One sample is one draw of all pool errors together, so a batch's
+    improvement is the estimator BoTorch's ``qExpectedHypervolumeImprovement`` computes with the same draws (its
+    joint batch value is the sum of these conditioned gains); what is left is a tensor sum of samples x pool x
+    steps. Written here because BoTorch's Monte-Carlo EHVI partitions the front into boxes and evaluates them per
+    candidate and per conditioning step, which costs a second per iteration at an archive of 200.
+    """
+
+    def __init__(self, front: np.ndarray, cheap: np.ndarray, errors: np.ndarray, ref_point: np.ndarray):
+        ref_error, ref_cheap = float(ref_point[0]), float(ref_point[1])
+        inside = front[(front[:, 0] < ref_error) & (front[:, 1] < ref_cheap)]
+        grid = np.unique(np.concatenate([inside[:, 1], cheap[cheap < ref_cheap]]))
+        self.widths = np.diff(np.concatenate([grid, [ref_cheap]]))
+        order = np.argsort(inside[:, 1], kind="stable")
+        best = np.minimum.accumulate(inside[order, 0])
+        left_of = np.searchsorted(inside[order, 1], grid, side="right")  # archive points at or left of each step
+        levels = np.where(left_of > 0, best[np.maximum(left_of - 1, 0)], ref_error)
+        self.levels = np.broadcast_to(levels, (len(errors), len(grid))).copy()  # samples x steps
+        self.first_step = np.searchsorted(grid, cheap)  # past the last step where a candidate is beyond the reference
+        self.weights = self.widths[None, :] * (np.arange(len(grid))[None, :] >= self.first_step[:, None])
+        self.errors = errors  # samples x pool
+
+    def gains(self) -> np.ndarray:
+        """Each candidate's improvement on each sample's front, samples x pool."""
+        shortfall = np.clip(self.levels[:, None, :] - self.errors[:, :, None], 0.0, None)
+        return np.einsum("spk,pk->sp", shortfall, self.weights)
+
+    def misses(self) -> np.ndarray:
+        """How far each candidate's sampled error lies above the front's level at its own cheap value, where it
+        would start to improve (samples x pool; infinite beyond the reference): ranks candidates that improve on no
+        sample by how nearly they do."""
+        last = len(self.widths) - 1
+        own = self.levels[:, np.minimum(self.first_step, last)] if len(self.widths) else self.errors * 0.0
+        return np.where(self.first_step[None, :] <= last, self.errors - own, np.inf)
+
+    def add(self, candidate: int) -> None:
+        """Put ``candidate`` on every sample's front, at its sampled error."""
+        right = slice(self.first_step[candidate], None)
+        self.levels[:, right] = np.minimum(self.levels[:, right], self.errors[:, candidate, None])
+
+
+class JointEHVI(Infill):
+    """Monte-Carlo batch EHVI of two objectives, the first modelled and the second exact, on joint posterior samples
+    of the whole pool (`Staircase`): the conditioned choice of the Monte-Carlo EHVI (``MC_SAMPLES`` quasi-random
+    draws, as BoTorch's) in milliseconds. Each pick enters every sample's front at that sample's error, so a
+    candidate correlated with an earlier pick adds little, unlike the believer batches of ``ehvi-exact``."""
+
+    def __init__(self, samples: int = MC_SAMPLES):
+        self.samples = samples
+
+    def _staircase(self, context: InfillContext, pool: np.ndarray) -> Staircase:
+        _check_one_modelled_one_exact(context, "ehvi-joint")
+        model = context.surrogate.model()
+        with torch.no_grad():
+            posterior = model.posterior(torch.as_tensor(pool, dtype=torch.float64))
+            sampler = get_sampler(posterior, sample_shape=torch.Size([self.samples]), seed=context.seed)
+            errors = sampler(posterior)[..., 0].numpy()  # samples x pool, drawn jointly
+        if context.log_scale:
+            errors = np.exp(errors)
+        return Staircase(context.F, context.cheap_values(pool)[:, 0], errors, context.ref_point)
+
+    def _pick(self, staircase: Staircase, q: int) -> tuple[list[int], np.ndarray]:
+        chosen, alone = [], None
+        for _ in range(q):
+            values = staircase.gains().mean(axis=0)
+            alone = values.copy() if alone is None else alone
+            values[chosen] = -np.inf
+            if values.max() > 0.0:
+                best = int(np.argmax(values))
+            else:  # no candidate left improves on any sample: the one nearest to improving
+                misses = staircase.misses().mean(axis=0)
+                misses[chosen] = np.inf
+                best = int(np.argmin(misses)) if np.isfinite(misses).any() else next(
+                    i for i in range(len(values)) if i not in chosen)
+            chosen.append(best)
+            staircase.add(best)
+        return chosen, alone
+
+    def _select(self, context, pool, q):
+        return np.array(self._pick(self._staircase(context, pool), q)[0])
+
+    def _shortlist(self, context, pool, k, q):
+        """The batch this criterion would choose, then the rest of the ``k`` by their EHVI alone."""
+        batch, alone = self._pick(self._staircase(context, pool), q)
+        rest = [i for i in np.argsort(-alone, kind="stable").tolist() if i not in batch]
+        return np.array(batch + rest[: k - q])
 
 
 class EHVIBands(Infill):
@@ -355,7 +454,7 @@ class RandomFromPool(Infill):
 
 
 INFILLS: dict[str, type[Infill]] = {"ehvi": EHVI, "ehvi-lazy": LazyEHVI, "ehvi-exact": ExactEHVI,
-                                   "ehvi-bands": EHVIBands, "parego": ParEGO, "mean": PredictedMean,
+                                   "ehvi-joint": JointEHVI, "ehvi-bands": EHVIBands, "parego": ParEGO, "mean": PredictedMean,
                                    "random": RandomFromPool}
 
 

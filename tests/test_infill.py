@@ -36,7 +36,7 @@ def test_chooses_q_distinct_pool_rows_deterministically(name):
     assert np.array_equal(first, make_infill(name).select(context(), POOL, 3))
 
 
-@pytest.mark.parametrize("name", ["ehvi", "ehvi-lazy", "ehvi-exact", "mean"])
+@pytest.mark.parametrize("name", ["ehvi", "ehvi-lazy", "ehvi-exact", "ehvi-joint", "mean"])
 def test_hypervolume_criteria_pick_the_dominating_candidate_first(name):
     chosen = make_infill(name).select(context(), POOL, 2)
     assert chosen[0] == 1  # (0.1, 0.1) dominates the whole archive
@@ -62,8 +62,8 @@ def test_q_larger_than_the_pool_is_cut_to_the_pool():
 
 
 def test_unknown_infill_lists_the_known_ones():
-    with pytest.raises(ConfigError, match="unknown infill criterion 'ei'; known: ehvi, ehvi-bands, ehvi-exact, ehvi-lazy, mean, "
-                                         "parego, random"):
+    with pytest.raises(ConfigError, match="unknown infill criterion 'ei'; known: ehvi, ehvi-bands, ehvi-exact, "
+                                         "ehvi-joint, ehvi-lazy, mean, parego, random"):
         make_infill("ei")
 
 
@@ -159,8 +159,80 @@ def test_the_closed_form_ehvi_is_the_monte_carlo_expectation(log_scale):
         assert exact[i] == pytest.approx(np.mean(gains), rel=0.05, abs=2e-4)
 
 
-def test_the_closed_form_ehvi_needs_one_modelled_and_one_exact_objective():
+@pytest.mark.parametrize("name", ["ehvi-exact", "ehvi-joint"])
+def test_the_two_objective_ehvis_need_one_modelled_and_one_exact_objective(name):
     three = InfillContext(surrogate=Oracle().fit(POOL, POOL[:, :1]), X=POOL, F=np.hstack([POOL, POOL[:, :1]]),
                           n_expensive=1, cheap=lambda X: X, ref_point=np.ones(3), seed=0)
-    with pytest.raises(ConfigError, match="two objectives, the first modelled and the second exact; got 3"):
-        make_infill("ehvi-exact").select(three, POOL, 1)
+    with pytest.raises(ConfigError, match=f"infill '{name}' needs two objectives, the first modelled and the second "
+                                          "exact; got 3"):
+        make_infill(name).select(three, POOL, 1)
+
+
+def test_the_staircase_gains_are_the_hypervolume_each_sample_adds():
+    from surrogate_emo.front import hypervolume
+    from surrogate_emo.infill import Staircase
+
+    rng = np.random.default_rng(3)
+    ref = np.array([1.0, 0.9])
+    # an archive with dominated points, points beyond the reference on either axis, and a tie on the cheap axis
+    front = np.array([[0.1, 0.8], [0.2, 0.5], [0.4, 0.2], [0.7, 0.05], [0.3, 0.6], [1.2, 0.01], [0.05, 0.95],
+                      [0.35, 0.2]])
+    cheap = np.concatenate([rng.random(12), [0.5, 0.9, 0.95, 0.0]])  # on a front step, at and beyond the reference
+    errors = rng.random((5, len(cheap))) * 1.1  # 5 samples, some beyond the reference error
+    staircase = Staircase(front, cheap, errors, ref)
+    sampled_fronts = [front.copy() for _ in range(5)]
+    for pick in [None, 3, 12, 7]:  # the gains before any pick, then after each
+        if pick is not None:
+            staircase.add(pick)
+            sampled_fronts = [np.vstack([f, [errors[s, pick], cheap[pick]]]) for s, f in enumerate(sampled_fronts)]
+        gains = staircase.gains()
+        for s, f in enumerate(sampled_fronts):
+            base = hypervolume(f, ref)
+            by_hand = [hypervolume(np.vstack([f, [errors[s, j], cheap[j]]]), ref) - base for j in range(len(cheap))]
+            np.testing.assert_allclose(gains[s], by_hand, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("log_scale", [False, True])
+def test_the_joint_ehvi_of_one_candidate_is_the_closed_form_one(log_scale):
+    from surrogate_emo.infill import JointEHVI, Staircase, expected_improvement_2d
+
+    class Spread(Surrogate):  # independent Gaussians of known mean and spread
+        def _fit(self, X, Y):
+            pass
+
+        def _predict(self, X):
+            mean = np.log(X[:, :1]) if log_scale else X[:, :1]
+            return mean, (X[:, 2:3] ** 2)
+
+    archive = np.array([[0.1, 0.8, 0.1], [0.2, 0.5, 0.1], [0.4, 0.2, 0.1], [0.7, 0.05, 0.1]])
+    pool = np.array([[0.15, 0.3, 0.1], [0.35, 0.1, 0.3], [0.05, 0.7, 0.05], [0.6, 0.01, 0.2]])
+    ctx = InfillContext(surrogate=Spread().fit(archive, archive[:, :1]), X=archive, F=archive[:, :2], n_expensive=1,
+                        cheap=lambda X: X[:, 1:2], ref_point=np.ones(2), seed=0, log_scale=log_scale)
+    criterion = JointEHVI(samples=4096)
+    staircase = criterion._staircase(ctx, pool)
+    mean = np.log(pool[:, 0]) if log_scale else pool[:, 0]
+    exact = expected_improvement_2d(archive[:, :2], mean, pool[:, 2], pool[:, 1], np.ones(2), log_scale)
+    np.testing.assert_allclose(staircase.gains().mean(axis=0), exact, rtol=0.03, atol=2e-4)
+    assert isinstance(staircase, Staircase)
+
+
+def test_the_joint_ehvi_does_not_pick_a_twin_of_its_first_pick():
+    # a genome a hair from a pick is the same draw on every sample of a GP's joint posterior: once the pick is on
+    # the front the twin adds nothing, though alone it is worth as much as the pick
+    from surrogate_emo.surrogates import make_surrogate
+
+    rng = np.random.default_rng(0)
+    X = rng.random((30, 2))
+    y = np.sin(6 * X[:, :1]) * 0.3 + 0.5
+    ctx = InfillContext(surrogate=make_surrogate("gp", seed=0).fit(X, y), X=X, F=np.hstack([y, X[:, 1:2]]),
+                        n_expensive=1, cheap=lambda G: G[:, 1:2], ref_point=np.ones(2), seed=0)
+    pool = rng.random((40, 2))
+    criterion = make_infill("ehvi-joint")
+    alone = criterion._staircase(ctx, pool).gains().mean(axis=0)
+    best = int(np.argmax(alone))
+    second = np.sort(alone)[-2]
+    with_twin = np.vstack([pool, pool[best] + [1e-9, 0.0]])
+    twin_alone = criterion._staircase(ctx, with_twin).gains().mean(axis=0)[-1]
+    assert twin_alone > second  # alone, the twin is worth more than any other candidate
+    chosen = criterion.select(ctx, with_twin, 2).tolist()
+    assert not {best, len(pool)} <= set(chosen)  # but never both it and its twin
