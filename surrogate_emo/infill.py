@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from linear_operator.utils.warnings import NumericalWarning
 from scipy.stats import norm
 from botorch.acquisition.logei import qLogExpectedImprovement
 from botorch.acquisition.multi_objective.logei import qLogExpectedHypervolumeImprovement
@@ -303,8 +304,8 @@ class Staircase:
     ``sum over steps right of c of width * max(0, level - e)``, and adding it to a sample's front lowers that
     sample's levels right of ``c`` to ``e``. One sample is one draw of all pool errors together, so a batch's
     improvement is the estimator BoTorch's ``qExpectedHypervolumeImprovement`` computes with the same draws (its
-    joint batch value is the sum of these conditioned gains); what is left is a tensor sum of samples x pool x
-    steps. Written here because BoTorch's Monte-Carlo EHVI partitions the front into boxes and evaluates them per
+    joint batch value is the sum of these conditioned gains); what is left is a binary search per sample and
+    candidate. Written here because BoTorch's Monte-Carlo EHVI partitions the front into boxes and evaluates them per
     candidate and per conditioning step, which costs a second per iteration at an archive of 200.
     """
 
@@ -319,13 +320,24 @@ class Staircase:
         levels = np.where(left_of > 0, best[np.maximum(left_of - 1, 0)], ref_error)
         self.levels = np.broadcast_to(levels, (len(errors), len(grid))).copy()  # samples x steps
         self.first_step = np.searchsorted(grid, cheap)  # past the last step where a candidate is beyond the reference
-        self.weights = self.widths[None, :] * (np.arange(len(grid))[None, :] >= self.first_step[:, None])
         self.errors = errors  # samples x pool
 
     def gains(self) -> np.ndarray:
-        """Each candidate's improvement on each sample's front, samples x pool."""
-        shortfall = np.clip(self.levels[:, None, :] - self.errors[:, :, None], 0.0, None)
-        return np.einsum("spk,pk->sp", shortfall, self.weights)
+        """Each candidate's improvement on each sample's front, samples x pool.
+
+        A front's levels only fall to the right, so the steps a candidate lowers are those from its own up to the
+        first whose level is at or below its error: a sum of ``width * (level - error)`` over a run of steps, read
+        off cumulative sums."""
+        n_steps = len(self.widths)
+        width_sums = np.concatenate([[0.0], np.cumsum(self.widths)])
+        area_sums = np.zeros((len(self.levels), n_steps + 1))
+        np.cumsum(self.widths * self.levels, axis=1, out=area_sums[:, 1:])
+        above = np.stack([n_steps - np.searchsorted(levels[::-1], errors, side="right")  # steps above the error
+                          for levels, errors in zip(self.levels, self.errors)])
+        start = np.broadcast_to(self.first_step, above.shape)
+        end = np.maximum(above, start)
+        rows = np.arange(len(self.levels))[:, None]
+        return (area_sums[rows, end] - area_sums[rows, start]) - self.errors * (width_sums[end] - width_sums[start])
 
     def misses(self) -> np.ndarray:
         """How far each candidate's sampled error lies above the front's level at its own cheap value, where it
@@ -353,7 +365,9 @@ class JointEHVI(Infill):
     def _staircase(self, context: InfillContext, pool: np.ndarray) -> Staircase:
         _check_one_modelled_one_exact(context, "ehvi-joint")
         model = context.surrogate.model()
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # an evolved pool holds near-twins, whose joint covariance needs the jitter gpytorch adds and warns of
+            warnings.simplefilter("ignore", NumericalWarning)
             posterior = model.posterior(torch.as_tensor(pool, dtype=torch.float64))
             sampler = get_sampler(posterior, sample_shape=torch.Size([self.samples]), seed=context.seed)
             errors = sampler(posterior)[..., 0].numpy()  # samples x pool, drawn jointly
