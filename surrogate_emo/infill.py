@@ -52,6 +52,9 @@ class InfillContext:
     ref_point: np.ndarray
     seed: int
     log_scale: bool = False  # the surrogate models log(expensive objectives); predictions are exp()-ed back
+    # known lower bounds of the expensive objectives (an error is never negative): a posterior sample below one is
+    # raised to it, so the acquisition sees no improvement the problem cannot have
+    lower_bounds: np.ndarray | None = None
 
     def cheap_values(self, X: np.ndarray) -> np.ndarray:
         return self.cheap(X) if self.cheap is not None else np.zeros((len(X), 0))
@@ -98,6 +101,8 @@ def botorch_objective(context: InfillContext):
     def objective(samples: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
         if context.log_scale:
             samples = samples.exp()
+        if context.lower_bounds is not None:
+            samples = torch.maximum(samples, torch.as_tensor(context.lower_bounds, dtype=samples.dtype))
         if context.cheap is None:
             return -samples
         flat = X.detach().reshape(-1, X.shape[-1]).numpy()
@@ -238,7 +243,7 @@ class LazyEHVI(EHVI):
 
 
 def expected_improvement_2d(front: np.ndarray, mean: np.ndarray, sd: np.ndarray, cheap: np.ndarray,
-                            ref_point: np.ndarray, log_scale: bool) -> np.ndarray:
+                            ref_point: np.ndarray, log_scale: bool, floor: float | None = None) -> np.ndarray:
     """Expected hypervolume improvement in closed form of candidates whose first objective is Gaussian (``mean``,
     ``sd``; of its logarithm with ``log_scale``, so log-normal) and whose second is known exactly (``cheap``), over
     the minimized two-objective ``front`` up to ``ref_point``.
@@ -246,7 +251,9 @@ def expected_improvement_2d(front: np.ndarray, mean: np.ndarray, sd: np.ndarray,
     For a candidate at cheap value ``c``, the improvement is ``sum_k (b_k - a_k) E[max(0, G_k - e)]`` over the steps
     ``[a_k, b_k)`` of the front's staircase right of ``c``, where ``G_k`` is the best error at that step; the
     expectation is ``(G - m) Phi(z) + s phi(z)`` for a Gaussian, ``G Phi(z) - exp(m + s^2 / 2) Phi(z - s)`` with
-    ``z = (log G - m) / s`` for a log-normal. Written here because BoTorch's analytic EHVI models every objective
+    ``z = (log G - m) / s`` for a log-normal. With a ``floor`` ``L`` under the first objective (samples below it
+    count as ``L``) a step's expectation is ``E[max(0, G - X)] - E[max(0, L - X)]`` where ``G > L``, else 0. Written
+    here because BoTorch's analytic EHVI models every objective
     as Gaussian in objective space, and its Monte-Carlo one costs a second per iteration at an archive of 200.
     """
     inside = front[np.all(front < ref_point, axis=1)]
@@ -259,12 +266,17 @@ def expected_improvement_2d(front: np.ndarray, mean: np.ndarray, sd: np.ndarray,
     widths = np.clip(np.minimum(edges[None, :], ref_point[1]) - np.maximum(starts[None, :], cheap[:, None]), 0.0, None)
     sd = np.maximum(sd, 1e-12)[:, None]
     mean = mean[:, None]
-    if log_scale:
-        z = (np.log(np.maximum(levels, 1e-300))[None, :] - mean) / sd
-        gain = levels[None, :] * norm.cdf(z) - np.exp(mean + sd**2 / 2) * norm.cdf(z - sd)
-    else:
-        z = (levels[None, :] - mean) / sd
-        gain = (levels[None, :] - mean) * norm.cdf(z) + sd * norm.pdf(z)
+
+    def below(level: np.ndarray) -> np.ndarray:  # E[max(0, level - X)]
+        if log_scale:
+            z = (np.log(np.maximum(level, 1e-300)) - mean) / sd
+            return level * norm.cdf(z) - np.exp(mean + sd**2 / 2) * norm.cdf(z - sd)
+        z = (level - mean) / sd
+        return (level - mean) * norm.cdf(z) + sd * norm.pdf(z)
+
+    gain = below(levels[None, :])
+    if floor is not None:
+        gain = np.where(levels[None, :] > floor, gain - below(np.full_like(levels, floor)[None, :]), 0.0)
     return (widths * np.maximum(gain, 0.0)).sum(axis=1)
 
 
@@ -284,9 +296,12 @@ class ExactEHVI(Infill):
         mean, var = context.surrogate.predict(pool)
         mean, sd, cheap = mean[:, 0], np.sqrt(var[:, 0]), context.cheap_values(pool)[:, 0]
         median = np.exp(mean) if context.log_scale else mean
+        floor = None if context.lower_bounds is None else float(context.lower_bounds[0])
+        if floor is not None:
+            median = np.maximum(median, floor)
         front, chosen = context.F.copy(), []
         for _ in range(q):
-            values = expected_improvement_2d(front, mean, sd, cheap, context.ref_point, context.log_scale)
+            values = expected_improvement_2d(front, mean, sd, cheap, context.ref_point, context.log_scale, floor)
             values[chosen] = -np.inf
             best = int(np.argmax(values))
             chosen.append(best)
@@ -373,6 +388,8 @@ class JointEHVI(Infill):
             errors = sampler(posterior)[..., 0].numpy()  # samples x pool, drawn jointly
         if context.log_scale:
             errors = np.exp(errors)
+        if context.lower_bounds is not None:
+            errors = np.maximum(errors, context.lower_bounds[0])
         return Staircase(context.F, context.cheap_values(pool)[:, 0], errors, context.ref_point)
 
     def _pick(self, staircase: Staircase, q: int) -> tuple[list[int], np.ndarray]:

@@ -139,8 +139,8 @@ def test_the_botorch_objective_turns_log_scale_samples_back_and_keeps_the_cheap_
                                -torch.tensor([0.3, 0.7], dtype=torch.float64).reshape(1, 1, 1, 2), rtol=1e-12, atol=0)
 
 
-@pytest.mark.parametrize("log_scale", [False, True])
-def test_the_closed_form_ehvi_is_the_monte_carlo_expectation(log_scale):
+@pytest.mark.parametrize("log_scale,floor", [(False, None), (True, None), (False, 0.12), (True, 0.12)])
+def test_the_closed_form_ehvi_is_the_monte_carlo_expectation(log_scale, floor):
     from surrogate_emo.front import hypervolume
     from surrogate_emo.infill import expected_improvement_2d
 
@@ -150,11 +150,12 @@ def test_the_closed_form_ehvi_is_the_monte_carlo_expectation(log_scale):
     mean = np.array([0.15, 0.35, 0.05, 0.6])
     mean = np.log(mean) if log_scale else mean
     sd, cheap = np.array([0.1, 0.3, 0.05, 0.2]), np.array([0.3, 0.1, 0.7, 0.01])
-    exact = expected_improvement_2d(front, mean, sd, cheap, ref, log_scale)
+    exact = expected_improvement_2d(front, mean, sd, cheap, ref, log_scale, floor)
     base = hypervolume(front, ref)
     for i in range(4):
         draws = rng.normal(mean[i], sd[i], 4000)
         draws = np.exp(draws) if log_scale else draws
+        draws = draws if floor is None else np.maximum(draws, floor)  # what the problem can have
         gains = [hypervolume(np.vstack([front, [e, cheap[i]]]), ref) - base for e in draws]
         assert exact[i] == pytest.approx(np.mean(gains), rel=0.05, abs=2e-4)
 
@@ -192,8 +193,8 @@ def test_the_staircase_gains_are_the_hypervolume_each_sample_adds():
             np.testing.assert_allclose(gains[s], by_hand, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("log_scale", [False, True])
-def test_the_joint_ehvi_of_one_candidate_is_the_closed_form_one(log_scale):
+@pytest.mark.parametrize("log_scale,floor", [(False, None), (True, None), (False, 0.1)])
+def test_the_joint_ehvi_of_one_candidate_is_the_closed_form_one(log_scale, floor):
     from surrogate_emo.infill import JointEHVI, Staircase, expected_improvement_2d
 
     class Spread(Surrogate):  # independent Gaussians of known mean and spread
@@ -207,11 +208,12 @@ def test_the_joint_ehvi_of_one_candidate_is_the_closed_form_one(log_scale):
     archive = np.array([[0.1, 0.8, 0.1], [0.2, 0.5, 0.1], [0.4, 0.2, 0.1], [0.7, 0.05, 0.1]])
     pool = np.array([[0.15, 0.3, 0.1], [0.35, 0.1, 0.3], [0.05, 0.7, 0.05], [0.6, 0.01, 0.2]])
     ctx = InfillContext(surrogate=Spread().fit(archive, archive[:, :1]), X=archive, F=archive[:, :2], n_expensive=1,
-                        cheap=lambda X: X[:, 1:2], ref_point=np.ones(2), seed=0, log_scale=log_scale)
+                        cheap=lambda X: X[:, 1:2], ref_point=np.ones(2), seed=0, log_scale=log_scale,
+                        lower_bounds=None if floor is None else np.array([floor]))
     criterion = JointEHVI(samples=4096)
     staircase = criterion._staircase(ctx, pool)
     mean = np.log(pool[:, 0]) if log_scale else pool[:, 0]
-    exact = expected_improvement_2d(archive[:, :2], mean, pool[:, 2], pool[:, 1], np.ones(2), log_scale)
+    exact = expected_improvement_2d(archive[:, :2], mean, pool[:, 2], pool[:, 1], np.ones(2), log_scale, floor)
     np.testing.assert_allclose(staircase.gains().mean(axis=0), exact, rtol=0.03, atol=2e-4)
     assert isinstance(staircase, Staircase)
 
@@ -236,3 +238,24 @@ def test_the_joint_ehvi_does_not_pick_a_twin_of_its_first_pick():
     assert twin_alone > second  # alone, the twin is worth more than any other candidate
     chosen = criterion.select(ctx, with_twin, 2).tolist()
     assert not {best, len(pool)} <= set(chosen)  # but never both it and its twin
+
+
+def test_lower_bounds_raise_the_samples_the_acquisitions_see():
+    import torch
+
+    from surrogate_emo.infill import botorch_objective
+
+    samples = torch.tensor([-0.3, 0.05, 0.4], dtype=torch.float64).reshape(1, 3, 1, 1)
+    X = torch.zeros((3, 1, 2), dtype=torch.float64)
+    bounded = InfillContext(surrogate=Oracle(), X=np.zeros((0, 2)), F=np.zeros((0, 1)), n_expensive=1, cheap=None,
+                            ref_point=np.ones(1), seed=0, lower_bounds=np.array([0.1]))
+    out = botorch_objective(bounded)(samples, X)
+    torch.testing.assert_close(out[0, :, 0, 0], -torch.tensor([0.1, 0.1, 0.4], dtype=torch.float64))
+
+
+def test_a_search_takes_one_lower_bound_per_modelled_objective():
+    from surrogate_emo.search import SurrogateSearch
+
+    with pytest.raises(ConfigError, match=r"lower_bounds needs one number per modelled objective \(2\), got \[0.0\]"):
+        SurrogateSearch(3, 2, n_expensive=2, lower_bounds=[0.0])
+    assert SurrogateSearch(3, 2, n_expensive=2, lower_bounds=[0, 0]).lower_bounds.tolist() == [0.0, 0.0]

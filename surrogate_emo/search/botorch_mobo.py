@@ -16,7 +16,7 @@ from botorch.acquisition.multi_objective.utils import get_default_partitioning_a
 from botorch.optim import optimize_acqf
 from botorch.sampling import SobolQMCNormalSampler
 
-from surrogate_emo.infill import MC_SAMPLES, InfillContext, botorch_objective
+from surrogate_emo.infill import MC_SAMPLES, botorch_objective
 from surrogate_emo.search.surrogate import SurrogateSearch
 from surrogate_emo.surrogates import Surrogate
 
@@ -35,18 +35,18 @@ class BoTorchSearch(SurrogateSearch):
 
     def __init__(self, dim: int, n_obj: int, seed: int = 0, q: int = 1, n_init: int = 20, n_expensive: int = 1,
                  cheap: Callable[[np.ndarray], np.ndarray] | None = None, ref_point=None, log_scale: bool = False,
-                 num_restarts: int = 10, raw_samples: int = 512, **_) -> None:
+                 num_restarts: int = 10, raw_samples: int = 512, lower_bounds=None, **_) -> None:
         # refitted cold, as BoTorch's own loops and the committed peer runs do: this is the reference, not ours to tune
         super().__init__(dim, n_obj, seed=seed, surrogate="gp", infill="ehvi", q=q, n_init=n_init,
-                         n_expensive=n_expensive, cheap=cheap, ref_point=ref_point, log_scale=log_scale, refit="cold")
+                         n_expensive=n_expensive, cheap=cheap, ref_point=ref_point, log_scale=log_scale, refit="cold",
+                         lower_bounds=lower_bounds)
         self.num_restarts, self.raw_samples = num_restarts, raw_samples
 
     def _choose(self, n_max: int, seed: int) -> tuple[list[tuple[str, Surrogate, np.ndarray, np.ndarray]], dict]:
         started = time.perf_counter()
         surrogate = self._fitted("gp", seed)
         fitted = time.perf_counter()
-        context = InfillContext(surrogate, self.X, self.F, self.n_expensive, self.cheap, self.ref_point, seed,
-                                self.log_scale)
+        context = self._context(surrogate, seed)
         acquisition = qLogNoisyExpectedHypervolumeImprovement(
             surrogate.model(), ref_point=-torch.as_tensor(self.ref_point), X_baseline=torch.as_tensor(self.X),
             sampler=SobolQMCNormalSampler(torch.Size([MC_SAMPLES]), seed=seed), prune_baseline=True,

@@ -56,6 +56,10 @@ class SurrogateSearch(Search):
     archive and the latest stored state (`restore`) and carries on, with no replay of earlier iterations
     (``stateless``). ``refit="cold"`` fits every iteration from the defaults, as runs before warm fits did.
 
+    ``lower_bounds`` (one per modelled objective) are what the problem's expensive objectives can never go below
+    (0 for an error or for ZDT1's objectives): the acquisitions raise posterior samples below them to them, so
+    a GP that believes in a point beyond the front's extreme end no longer finds a box there to improve.
+
     With ``shortlist = k`` and a fidelity-1 scorer ``short`` (`surrogate_emo.fidelity.ShortFineTune`), each
     iteration's criterion shortlists ``k`` candidates (`Infill.shortlist`: its batch, then the best of the rest),
     each gets a short fine-tune, and the batch is chosen among them by the surrogate refitted on the archive with
@@ -78,7 +82,7 @@ class SurrogateSearch(Search):
                  cheap: Callable[[np.ndarray], np.ndarray] | None = None, ref_point=None,
                  log_scale: bool = False, features: Features | None = None,
                  structure: Callable[[np.ndarray], list] | None = None, refit: str = "cold", shortlist: int = 0,
-                 short=None, ref_shares=None) -> None:
+                 short=None, ref_shares=None, lower_bounds=None) -> None:
         super().__init__(dim, n_obj, seed)
         if q < 1 or n_init < 2 or pool_size < q or pool_generations < 1 or screen_generations < 0:
             raise ConfigError(f"need q >= 1, n_init >= 2, pool_size >= q, pool_generations >= 1 and "
@@ -117,6 +121,10 @@ class SurrogateSearch(Search):
         # cheap features of genomes (the fidelity-0 error), read by surrogates that use them; timed per iteration
         self.features = None if features is None else _Timed(features)
         self.structure = structure  # genomes -> the model each builds: a pool never offers one already evaluated
+        self.lower_bounds = None if lower_bounds is None else np.asarray(lower_bounds, dtype=np.float64).reshape(-1)
+        if self.lower_bounds is not None and len(self.lower_bounds) != n_expensive:
+            raise ConfigError(f"lower_bounds needs one number per modelled objective ({n_expensive}), got "
+                              f"{self.lower_bounds.tolist()}")
         self.ref_points = np.atleast_2d(np.ones(n_obj) if ref_point is None else np.asarray(ref_point, np.float64))
         self.ref_point = self.ref_points[0]
         self.member_shares = _member_shares(self.ref_points, ref_shares, self.surrogates, shortlist)
@@ -207,7 +215,7 @@ class SurrogateSearch(Search):
         """What an infill criterion sees: the fitted surrogate, the archive, the exact objectives, the reference
         point (default: the first)."""
         return InfillContext(surrogate, self.X, self.F, self.n_expensive, self.cheap,
-                             self.ref_point if ref is None else ref, seed, self.log_scale)
+                             self.ref_point if ref is None else ref, seed, self.log_scale, self.lower_bounds)
 
     def _choose(self, n_max: int, seed: int) -> tuple[list[tuple[str, Surrogate, np.ndarray, np.ndarray]], dict]:
         """Per surrogate of the portfolio (or per reference point): fit, evolve the pool, pick its share of the
