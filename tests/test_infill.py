@@ -259,3 +259,20 @@ def test_a_search_takes_one_lower_bound_per_modelled_objective():
     with pytest.raises(ConfigError, match=r"lower_bounds needs one number per modelled objective \(2\), got \[0.0\]"):
         SurrogateSearch(3, 2, n_expensive=2, lower_bounds=[0.0])
     assert SurrogateSearch(3, 2, n_expensive=2, lower_bounds=[0, 0]).lower_bounds.tolist() == [0.0, 0.0]
+
+
+def test_the_joint_ehvi_shortlist_is_its_batch_then_the_best_alone():
+    from surrogate_emo.surrogates import make_surrogate
+
+    rng = np.random.default_rng(1)
+    X = rng.random((25, 3))
+    y = 0.2 + 0.5 * X[:, :1] * X[:, 2:3]
+    ctx = InfillContext(surrogate=make_surrogate("gp", seed=0).fit(X, y), X=X, F=np.hstack([y, X[:, 1:2]]),
+                        n_expensive=1, cheap=lambda G: G[:, 1:2], ref_point=np.ones(2), seed=0)
+    pool = rng.random((30, 3))
+    criterion = make_infill("ehvi-joint")
+    listed = criterion.shortlist(ctx, pool, 8, 3).tolist()
+    batch = criterion.select(ctx, pool, 3).tolist()
+    alone = criterion._staircase(ctx, pool).gains().mean(axis=0)
+    rest = [i for i in np.argsort(-alone, kind="stable").tolist() if i not in batch][:5]
+    assert listed == batch + rest
