@@ -315,7 +315,7 @@ def run_problem(config: RunConfig) -> RunResult:
     started = time.perf_counter()
     evaluator = SyntheticEvaluator(config.problem)
     search = search_class(config).from_config(config, evaluator.dim, evaluator.n_obj, n_expensive=evaluator.n_obj,
-                                              ref_point=evaluator.ref_point)
+                                              ref_point=evaluator.ref_point, lower_bounds=evaluator.lower_bounds)
     runner = run_in_study(config, evaluator, search, identity={"problem": evaluator.name})
     evaluations = runner.history
     summary = {"run": config.name, "problem": evaluator.name, "search": config.search, "seed": config.seed,

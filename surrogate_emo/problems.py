@@ -6,7 +6,8 @@ They run through the same `TrialRunner`, study and searches as compression, with
 through the same loop and harness. A problem is named by a spec: ``"dtlz7 n_obj=3"`` (pymoo's
 ``get_problem(name, **options)``) or ``"package.module:factory n_var=8"`` (``factory(**options)`` returning a
 ``pymoo.core.problem.Problem``); the option ``ref_point`` (a number, or one per objective) sets the hypervolume
-reference point.
+reference point, and ``lower_bounds`` (likewise) what the objectives can never go below, which the surrogate
+loop's acquisitions are told (``"zdt1 lower_bounds=0"``).
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ def load_problem(spec: str | Mapping) -> tuple[Problem, np.ndarray]:
     """
     name, options = parse_problem(spec)
     ref_option = options.pop("ref_point", None)
+    options.pop("lower_bounds", None)  # the loop's, not the problem's (`problem_lower_bounds`)
     if ":" in name:
         factory = resolve(name, {}, kind="problem")
         try:
@@ -144,7 +146,7 @@ def _check_options(name: str, problem: Problem, options: dict) -> None:
     mro = type(problem).__mro__
     unknown = sorted(set(options) - named(mro))
     if unknown:
-        own = sorted(named(mro[: mro.index(Problem)]) | {"ref_point"})  # the problem's own, not Problem's internals
+        own = sorted(named(mro[: mro.index(Problem)]) | {"ref_point", "lower_bounds"})  # not Problem's internals
         raise ConfigError(f"pymoo problem {name!r} has no options {unknown}; expected some of {own}")
 
 
@@ -171,14 +173,24 @@ def _known_front(problem: Problem) -> np.ndarray | None:
     return None if front is None or not np.size(front) else np.asarray(front, dtype=np.float64)
 
 
+def _per_objective(name: str, key: str, n_obj: int, option, example: str) -> np.ndarray:
+    values = option if isinstance(option, list) else [option] * n_obj
+    if len(values) != n_obj or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise ConfigError(f"problem {name!r}: {key} must be a number or {n_obj} numbers (one per objective, e.g. "
+                          f"{key}={','.join([example] * n_obj)}), got {option!r}")
+    return np.array(values, dtype=np.float64)
+
+
+def problem_lower_bounds(spec: str | Mapping, n_obj: int) -> np.ndarray | None:
+    """The option ``lower_bounds`` of a problem spec, one per objective, or None where it is not given."""
+    option = parse_problem(spec)[1].get("lower_bounds")
+    return None if option is None else _per_objective(problem_label(spec), "lower_bounds", n_obj, option, "0")
+
+
 def _ref_point(name: str, documented: bool, problem: Problem, option) -> np.ndarray:
     n_obj = problem.n_obj
     if option is not None:
-        values = option if isinstance(option, list) else [option] * n_obj
-        if len(values) != n_obj or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            raise ConfigError(f"problem {name!r}: ref_point must be a number or {n_obj} numbers (one per "
-                              f"objective, e.g. ref_point={','.join(['1.1'] * n_obj)}), got {option!r}")
-        return np.array(values, dtype=np.float64)
+        return _per_objective(name, "ref_point", n_obj, option, "1.1")
     if documented:
         return np.full(n_obj, 1.1)  # the documented reference point, whatever the options
     front = _known_front(problem)
@@ -208,6 +220,10 @@ class SyntheticEvaluator:
         self.name = problem_label(spec)  # the spec written one way: "zdt1", "dtlz7 n_obj=3"
         self.problem, self.ref_point = load_problem(spec)
         self.dim, self.n_obj = self.problem.n_var, self.problem.n_obj
+        self.lower_bounds = problem_lower_bounds(spec, self.n_obj)
+        if self.lower_bounds is not None and np.any(self.lower_bounds >= self.ref_point):
+            raise ConfigError(f"problem {self.name!r}: lower_bounds must lie below the reference point "
+                              f"{self.ref_point.tolist()}, got {self.lower_bounds.tolist()}")
         self.objective_names = ("f1",) + tuple(f"f{i}" for i in range(2, self.n_obj + 1))
         self.n_evaluations = 0
 

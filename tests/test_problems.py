@@ -115,6 +115,25 @@ def test_any_pymoo_problem_runs_through_run(tmp_path, offline, problem, search):
         assert any("predicted" in e.extra for e in result.evaluations)  # the loop's infill points
 
 
+def test_lower_bounds_of_a_problem_reach_the_loop_and_never_pymoo(tmp_path, monkeypatch):
+    from surrogate_emo.search import SurrogateSearch
+
+    evaluator = SyntheticEvaluator("zdt1 lower_bounds=0,-1")
+    assert evaluator.lower_bounds.tolist() == [0.0, -1.0] and evaluator.ref_point.tolist() == [1.1, 1.1]
+    assert SyntheticEvaluator("zdt1").lower_bounds is None
+    told = []
+    original = SurrogateSearch.__init__
+
+    def spy(self, *args, **kwargs):
+        told.append(kwargs.get("lower_bounds"))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SurrogateSearch, "__init__", spy)
+    result = run(_tiny_problem_config(tmp_path, "zdt1 lower_bounds=0", search="surrogate"))
+    assert told[-1].tolist() == [0.0, 0.0]
+    assert result.summary["problem"] == "zdt1 lower_bounds=0" and len(result.evaluations) == 12
+
+
 def test_a_user_problem_by_import_path_runs_from_the_command_line(tmp_path):
     (tmp_path / "userproblems.py").write_text(USER_MODULE)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
@@ -137,7 +156,11 @@ def test_a_user_problem_by_import_path_runs_from_the_command_line(tmp_path):
 @pytest.mark.parametrize("spec, message", [
     ("zdt9", "unknown problem 'zdt9'; expected a pymoo test problem (zdt1 ... zdt6"),
     ("zdt1 n_var", "expected key=value options after the name, got 'n_var'"),
-    ("zdt1 n_vars=8", "pymoo problem 'zdt1' has no options ['n_vars']; expected some of ['n_var', 'ref_point']"),
+    ("zdt1 n_vars=8", "pymoo problem 'zdt1' has no options ['n_vars']; expected some of ['lower_bounds', 'n_var', "
+                      "'ref_point']"),
+    ("zdt1 lower_bounds=0,0,0", "lower_bounds must be a number or 2 numbers (one per objective, e.g. "
+                                "lower_bounds=0,0), got [0, 0, 0]"),
+    ("zdt1 lower_bounds=2", "lower_bounds must lie below the reference point [1.1, 1.1], got [2.0, 2.0]"),
     ("bnh", "constrained problems are not supported yet"),
     ("sphere", "expected a multi-objective problem"),
     ("zdt1 ref_point=1,2,3", "ref_point must be a number or 2 numbers"),

@@ -141,13 +141,14 @@ class SurrogateSearch(Search):
 
     @classmethod
     def from_config(cls, config, dim: int, n_obj: int, cheap=None, n_expensive: int = 1, ref_point=None,
-                    features=None, structure=None, short=None, ref_shares=None, **_):
+                    features=None, structure=None, short=None, ref_shares=None, lower_bounds=None, **_):
         return cls(dim, n_obj, seed=config.seed, surrogate=config.surrogate, infill=config.infill, q=config.q,
                    n_init=config.n_init, pool_size=config.pool_size, pool_generations=config.pool_generations,
                    screen_generations=config.screen_generations, screen_design=config.screen_design,
                    polish_steps=config.polish_steps, n_expensive=n_expensive, cheap=cheap,
                    ref_point=ref_point, log_scale=config.error_scale == "log", features=features, structure=structure,
-                   refit=config.refit, shortlist=config.shortlist, short=short, ref_shares=ref_shares)
+                   refit=config.refit, shortlist=config.shortlist, short=short, ref_shares=ref_shares,
+                   lower_bounds=lower_bounds)
 
     def ask(self, n_max: int) -> np.ndarray:
         self._last = {}
