@@ -252,9 +252,9 @@ def expected_improvement_2d(front: np.ndarray, mean: np.ndarray, sd: np.ndarray,
     ``[a_k, b_k)`` of the front's staircase right of ``c``, where ``G_k`` is the best error at that step; the
     expectation is ``(G - m) Phi(z) + s phi(z)`` for a Gaussian, ``G Phi(z) - exp(m + s^2 / 2) Phi(z - s)`` with
     ``z = (log G - m) / s`` for a log-normal. With a ``floor`` ``L`` under the first objective (samples below it
-    count as ``L``) a step's expectation is ``E[max(0, G - X)] - E[max(0, L - X)]`` where ``G > L``, else 0. Written
-    here because BoTorch's analytic EHVI models every objective
-    as Gaussian in objective space, and its Monte-Carlo one costs a second per iteration at an archive of 200.
+    count as ``L``) a step's expectation is ``E[max(0, G - X)] - E[max(0, L - X)]`` where ``G > L``, else 0.
+    Written here because BoTorch's analytic EHVI models every objective as Gaussian in objective space, and its
+    Monte-Carlo one costs a second per iteration at an archive of 200.
     """
     inside = front[np.all(front < ref_point, axis=1)]
     order = np.argsort(inside[:, 1], kind="stable")
@@ -318,9 +318,9 @@ class Staircase:
     step (the best error at or left of it), a candidate at cheap value ``c`` with sampled error ``e`` adds
     ``sum over steps right of c of width * max(0, level - e)``, and adding it to a sample's front lowers that
     sample's levels right of ``c`` to ``e``. One sample is one draw of all pool errors together, so a batch's
-    improvement is the estimator BoTorch's ``qExpectedHypervolumeImprovement`` computes with the same draws (its
-    joint batch value is the sum of these conditioned gains); what is left is a binary search per sample and
-    candidate. Written here because BoTorch's Monte-Carlo EHVI partitions the front into boxes and evaluates them per
+    improvement is the Monte-Carlo estimator of BoTorch's ``qExpectedHypervolumeImprovement`` chosen by sequential
+    greedy (its joint batch value is the sum of these conditioned gains), on draws over the whole pool instead of
+    over each batch; what is left is a binary search per sample and candidate. Written here because BoTorch's Monte-Carlo EHVI partitions the front into boxes and evaluates them per
     candidate and per conditioning step, which costs a second per iteration at an archive of 200.
     """
 
@@ -330,9 +330,9 @@ class Staircase:
         grid = np.unique(np.concatenate([inside[:, 1], cheap[cheap < ref_cheap]]))
         self.widths = np.diff(np.concatenate([grid, [ref_cheap]]))
         order = np.argsort(inside[:, 1], kind="stable")
-        best = np.minimum.accumulate(inside[order, 0])
-        left_of = np.searchsorted(inside[order, 1], grid, side="right")  # archive points at or left of each step
-        levels = np.where(left_of > 0, best[np.maximum(left_of - 1, 0)], ref_error)
+        # the best error at or left of each step; the reference error left of every point (and on an empty front)
+        best = np.minimum.accumulate(np.concatenate([[ref_error], inside[order, 0]]))
+        levels = best[np.searchsorted(inside[order, 1], grid, side="right")]
         self.levels = np.broadcast_to(levels, (len(errors), len(grid))).copy()  # samples x steps
         self.first_step = np.searchsorted(grid, cheap)  # past the last step where a candidate is beyond the reference
         self.errors = errors  # samples x pool
@@ -352,7 +352,8 @@ class Staircase:
         start = np.broadcast_to(self.first_step, above.shape)
         end = np.maximum(above, start)
         rows = np.arange(len(self.levels))[:, None]
-        return (area_sums[rows, end] - area_sums[rows, start]) - self.errors * (width_sums[end] - width_sums[start])
+        gains = (area_sums[rows, end] - area_sums[rows, start]) - self.errors * (width_sums[end] - width_sums[start])
+        return np.where(end > start, gains, 0.0)  # no steps lowered: nothing, even for an overflowed sample
 
     def misses(self) -> np.ndarray:
         """How far each candidate's sampled error lies above the front's level at its own cheap value, where it

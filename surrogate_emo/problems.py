@@ -221,7 +221,7 @@ class SyntheticEvaluator:
         self.problem, self.ref_point = load_problem(spec)
         self.dim, self.n_obj = self.problem.n_var, self.problem.n_obj
         self.lower_bounds = problem_lower_bounds(spec, self.n_obj)
-        if self.lower_bounds is not None and np.any(self.lower_bounds >= self.ref_point):
+        if self.lower_bounds is not None and not np.all(self.lower_bounds < self.ref_point):  # NaN fails too
             raise ConfigError(f"problem {self.name!r}: lower_bounds must lie below the reference point "
                               f"{self.ref_point.tolist()}, got {self.lower_bounds.tolist()}")
         self.objective_names = ("f1",) + tuple(f"f{i}" for i in range(2, self.n_obj + 1))

@@ -169,6 +169,27 @@ def test_the_two_objective_ehvis_need_one_modelled_and_one_exact_objective(name)
         make_infill(name).select(three, POOL, 1)
 
 
+def test_on_an_empty_front_each_staircase_gain_is_the_box_of_the_point_alone():
+    from surrogate_emo.infill import Staircase
+
+    ref = np.array([0.25, 1.0])
+    front = np.array([[0.3, 0.2], [0.5, 0.1], [0.2, 1.5]])  # every archive point beyond the reference
+    cheap = np.array([0.1, 0.6, 1.0, 0.6])
+    errors = np.array([[0.1, 0.2, 0.05, 0.3]])
+    gains = Staircase(front, cheap, errors, ref).gains()
+    np.testing.assert_allclose(gains[0], [(0.25 - 0.1) * 0.9, (0.25 - 0.2) * 0.4, 0.0, 0.0], rtol=1e-12)
+    np.testing.assert_allclose(Staircase(np.zeros((0, 2)), cheap, errors, ref).gains(), gains, rtol=1e-12)
+
+
+def test_the_joint_ehvi_takes_the_candidate_nearest_to_improving_when_none_does():
+    ctx = context()  # Oracle: the first gene is the error, with a small spread
+    dominating = np.vstack([ctx.X, [0.05, 0.05]])
+    ctx = InfillContext(surrogate=ctx.surrogate, X=dominating, F=dominating.copy(), n_expensive=1,
+                        cheap=lambda X: X[:, 1:2], ref_point=np.ones(2), seed=0)
+    pool = np.array([[0.9, 0.9], [0.3, 0.2], [0.6, 1.2], [0.12, 0.5]])  # none can beat (0.05, 0.05); one is past 1
+    assert make_infill("ehvi-joint").select(ctx, pool, 4).tolist() == [3, 1, 0, 2]  # by how far above 0.05
+
+
 def test_the_staircase_gains_are_the_hypervolume_each_sample_adds():
     from surrogate_emo.front import hypervolume
     from surrogate_emo.infill import Staircase
@@ -193,9 +214,9 @@ def test_the_staircase_gains_are_the_hypervolume_each_sample_adds():
             np.testing.assert_allclose(gains[s], by_hand, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("log_scale,floor", [(False, None), (True, None), (False, 0.1)])
+@pytest.mark.parametrize("log_scale,floor", [(False, None), (True, None), (False, 0.1), (True, 0.1)])
 def test_the_joint_ehvi_of_one_candidate_is_the_closed_form_one(log_scale, floor):
-    from surrogate_emo.infill import JointEHVI, Staircase, expected_improvement_2d
+    from surrogate_emo.infill import JointEHVI, expected_improvement_2d
 
     class Spread(Surrogate):  # independent Gaussians of known mean and spread
         def _fit(self, X, Y):
@@ -215,7 +236,6 @@ def test_the_joint_ehvi_of_one_candidate_is_the_closed_form_one(log_scale, floor
     mean = np.log(pool[:, 0]) if log_scale else pool[:, 0]
     exact = expected_improvement_2d(archive[:, :2], mean, pool[:, 2], pool[:, 1], np.ones(2), log_scale, floor)
     np.testing.assert_allclose(staircase.gains().mean(axis=0), exact, rtol=0.03, atol=2e-4)
-    assert isinstance(staircase, Staircase)
 
 
 def test_the_joint_ehvi_does_not_pick_a_twin_of_its_first_pick():
@@ -251,13 +271,29 @@ def test_lower_bounds_raise_the_samples_the_acquisitions_see():
                             ref_point=np.ones(1), seed=0, lower_bounds=np.array([0.1]))
     out = botorch_objective(bounded)(samples, X)
     torch.testing.assert_close(out[0, :, 0, 0], -torch.tensor([0.1, 0.1, 0.4], dtype=torch.float64))
+    # on the log scale the bound applies to the error the sample stands for, after exp()
+    bounded.log_scale = True
+    out = botorch_objective(bounded)(torch.log(torch.tensor([0.05, 0.4], dtype=torch.float64)).reshape(1, 2, 1, 1), X)
+    torch.testing.assert_close(out[0, :, 0, 0], -torch.tensor([0.1, 0.4], dtype=torch.float64))
+
+
+def test_the_believer_batch_of_the_closed_form_puts_a_pick_no_lower_than_the_floor():
+    # a pick predicted at 0.01 with the floor at 0.3 enters the front at 0.3, so a candidate at 0.2 still improves
+    ctx = InfillContext(surrogate=Oracle().fit(POOL, POOL[:, :1]), X=np.array([[0.8, 0.9]]),
+                        F=np.array([[0.8, 0.9]]), n_expensive=1, cheap=lambda X: X[:, 1:2], ref_point=np.ones(2),
+                        seed=0, lower_bounds=np.array([0.3]))
+    pool = np.array([[0.01, 0.1], [0.2, 0.5], [0.25, 0.1]])
+    chosen = make_infill("ehvi-exact").select(ctx, pool, 2).tolist()
+    assert chosen[0] in (0, 2) and chosen[1] == 1  # (0.01 and 0.25 at 0.1 are both 0.3 to the acquisition)
 
 
 def test_a_search_takes_one_lower_bound_per_modelled_objective():
     from surrogate_emo.search import SurrogateSearch
 
-    with pytest.raises(ConfigError, match=r"lower_bounds needs one number per modelled objective \(2\), got \[0.0\]"):
-        SurrogateSearch(3, 2, n_expensive=2, lower_bounds=[0.0])
+    for bad in ([0.0], [0.0, 1.2], [np.nan, 0.0]):
+        with pytest.raises(ConfigError, match=r"lower_bounds needs one finite number per modelled objective \(2\), "
+                                              r"each below the reference point's \[1.1, 1.1\]; got \["):
+            SurrogateSearch(3, 2, n_expensive=2, ref_point=[1.1, 1.1], lower_bounds=bad)
     assert SurrogateSearch(3, 2, n_expensive=2, lower_bounds=[0, 0]).lower_bounds.tolist() == [0.0, 0.0]
 
 

@@ -121,11 +121,14 @@ class SurrogateSearch(Search):
         # cheap features of genomes (the fidelity-0 error), read by surrogates that use them; timed per iteration
         self.features = None if features is None else _Timed(features)
         self.structure = structure  # genomes -> the model each builds: a pool never offers one already evaluated
-        self.lower_bounds = None if lower_bounds is None else np.asarray(lower_bounds, dtype=np.float64).reshape(-1)
-        if self.lower_bounds is not None and len(self.lower_bounds) != n_expensive:
-            raise ConfigError(f"lower_bounds needs one number per modelled objective ({n_expensive}), got "
-                              f"{self.lower_bounds.tolist()}")
         self.ref_points = np.atleast_2d(np.ones(n_obj) if ref_point is None else np.asarray(ref_point, np.float64))
+        self.lower_bounds = None if lower_bounds is None else np.asarray(lower_bounds, dtype=np.float64).reshape(-1)
+        if self.lower_bounds is not None and (
+                len(self.lower_bounds) != n_expensive or not np.all(np.isfinite(self.lower_bounds))
+                or np.any(self.lower_bounds >= self.ref_points[:, :n_expensive])):
+            raise ConfigError(f"lower_bounds needs one finite number per modelled objective ({n_expensive}), each "
+                              f"below the reference point's {self.ref_points[:, :n_expensive].min(axis=0).tolist()}; "
+                              f"got {self.lower_bounds.tolist()}")
         self.ref_point = self.ref_points[0]
         self.member_shares = _member_shares(self.ref_points, ref_shares, self.surrogates, shortlist)
         self._design = qmc.LatinHypercube(d=dim, seed=seed).random(screen_design or n_init)
