@@ -26,9 +26,9 @@ class Search(ABC):
     @classmethod
     def from_config(cls, config: RunConfig, dim: int, n_obj: int, **problem) -> Search:
         """Build from a run configuration. ``problem`` may hold ``cheap`` (exact objectives of genomes),
-        ``n_expensive``, ``ref_point`` and ``lower_bounds``, for searches that use them; this default ignores them and passes only
-        what ``Search.__init__`` takes, so a search of your own needs no ``from_config`` of its own unless it
-        reads more of the configuration."""
+        ``n_expensive``, ``ref_point`` and ``lower_bounds``, for searches that use them; this default ignores them
+        and passes only what ``Search.__init__`` takes, so a search of your own needs no ``from_config`` of its own
+        unless it reads more of the configuration."""
         return cls(dim, n_obj, seed=config.seed)
 
     @abstractmethod
