@@ -56,6 +56,15 @@ class InfillContext:
     # raised to it, so the acquisition sees no improvement the problem cannot have
     lower_bounds: np.ndarray | None = None
 
+    def sampled(self, samples: torch.Tensor) -> torch.Tensor:
+        """The expensive objectives posterior samples stand for: exp()-ed back on a log scale, raised to the lower
+        bounds."""
+        if self.log_scale:
+            samples = samples.exp()
+        if self.lower_bounds is not None:
+            samples = torch.maximum(samples, torch.as_tensor(self.lower_bounds, dtype=samples.dtype))
+        return samples
+
     def cheap_values(self, X: np.ndarray) -> np.ndarray:
         return self.cheap(X) if self.cheap is not None else np.zeros((len(X), 0))
 
@@ -99,10 +108,7 @@ def botorch_objective(context: InfillContext):
     """Samples of the expensive objectives, joined with the exact cheap ones of ``X``, negated for BoTorch."""
 
     def objective(samples: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
-        if context.log_scale:
-            samples = samples.exp()
-        if context.lower_bounds is not None:
-            samples = torch.maximum(samples, torch.as_tensor(context.lower_bounds, dtype=samples.dtype))
+        samples = context.sampled(samples)
         if context.cheap is None:
             return -samples
         flat = X.detach().reshape(-1, X.shape[-1]).numpy()
@@ -242,6 +248,15 @@ class LazyEHVI(EHVI):
         return _pick_lazily(_ehvi(context, pool), pool, q)
 
 
+def front_staircase(front: np.ndarray, ref_point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The staircase of a minimized two-objective ``front`` (error, exact cheap value) up to ``ref_point``: the
+    cheap values where it steps, ascending, and its levels, one more than the steps: the reference error left of
+    the first step, then the best error at or left of each."""
+    inside = front[np.all(front < ref_point, axis=1)]
+    order = np.argsort(inside[:, 1], kind="stable")
+    return inside[order, 1], np.minimum.accumulate(np.concatenate([[ref_point[0]], inside[order, 0]]))
+
+
 def expected_improvement_2d(front: np.ndarray, mean: np.ndarray, sd: np.ndarray, cheap: np.ndarray,
                             ref_point: np.ndarray, log_scale: bool, floor: float | None = None) -> np.ndarray:
     """Expected hypervolume improvement in closed form of candidates whose first objective is Gaussian (``mean``,
@@ -256,12 +271,8 @@ def expected_improvement_2d(front: np.ndarray, mean: np.ndarray, sd: np.ndarray,
     Written here because BoTorch's analytic EHVI models every objective as Gaussian in objective space, and its
     Monte-Carlo one costs a second per iteration at an archive of 200.
     """
-    inside = front[np.all(front < ref_point, axis=1)]
-    order = np.argsort(inside[:, 1], kind="stable")
-    steps = inside[order, 1]  # the staircase changes level at each front point's cheap value
-    best = np.minimum.accumulate(inside[order, 0]) if len(inside) else np.zeros(0)
-    edges = np.concatenate([steps, [ref_point[1]]])  # step k: [edges[k], edges[k + 1]) at level best[k]
-    levels = np.concatenate([[ref_point[0]], best])  # left of the first point, the reference error
+    steps, levels = front_staircase(front, ref_point)
+    edges = np.concatenate([steps, [ref_point[1]]])  # level k holds on [starts[k], edges[k])
     starts = np.concatenate([[-np.inf], steps])
     widths = np.clip(np.minimum(edges[None, :], ref_point[1]) - np.maximum(starts[None, :], cheap[:, None]), 0.0, None)
     sd = np.maximum(sd, 1e-12)[:, None]
@@ -325,14 +336,11 @@ class Staircase:
     """
 
     def __init__(self, front: np.ndarray, cheap: np.ndarray, errors: np.ndarray, ref_point: np.ndarray):
-        ref_error, ref_cheap = float(ref_point[0]), float(ref_point[1])
-        inside = front[(front[:, 0] < ref_error) & (front[:, 1] < ref_cheap)]
-        grid = np.unique(np.concatenate([inside[:, 1], cheap[cheap < ref_cheap]]))
+        ref_cheap = float(ref_point[1])
+        steps, front_levels = front_staircase(front, ref_point)
+        grid = np.unique(np.concatenate([steps, cheap[cheap < ref_cheap]]))
         self.widths = np.diff(np.concatenate([grid, [ref_cheap]]))
-        order = np.argsort(inside[:, 1], kind="stable")
-        # the best error at or left of each step; the reference error left of every point (and on an empty front)
-        best = np.minimum.accumulate(np.concatenate([[ref_error], inside[order, 0]]))
-        levels = best[np.searchsorted(inside[order, 1], grid, side="right")]
+        levels = front_levels[np.searchsorted(steps, grid, side="right")]  # the front's level at each grid step
         self.levels = np.broadcast_to(levels, (len(errors), len(grid))).copy()  # samples x steps
         self.first_step = np.searchsorted(grid, cheap)  # past the last step where a candidate is beyond the reference
         self.errors = errors  # samples x pool
@@ -386,11 +394,7 @@ class JointEHVI(Infill):
             warnings.simplefilter("ignore", NumericalWarning)
             posterior = model.posterior(torch.as_tensor(pool, dtype=torch.float64))
             sampler = get_sampler(posterior, sample_shape=torch.Size([self.samples]), seed=context.seed)
-            errors = sampler(posterior)[..., 0].numpy()  # samples x pool, drawn jointly
-        if context.log_scale:
-            errors = np.exp(errors)
-        if context.lower_bounds is not None:
-            errors = np.maximum(errors, context.lower_bounds[0])
+            errors = context.sampled(sampler(posterior))[..., 0].numpy()  # samples x pool, drawn jointly
         return Staircase(context.F, context.cheap_values(pool)[:, 0], errors, context.ref_point)
 
     def _pick(self, staircase: Staircase, q: int) -> tuple[list[int], np.ndarray]:
