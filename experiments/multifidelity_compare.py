@@ -7,8 +7,8 @@ from 300 to 600 in results/lenet5_nsga2_600).
     python experiments/multifidelity_compare.py [lenet300|lenet5|shared]
 
 Reads results/<model>_multifidelity/ and the study's folder; writes results/<model>_multifidelity/compare.md.
-``shared``: the gp-f0 loops, NSGA-II@1000 and random search@140 of results/lenet300_shared_base, every method of a
-seed on the same committed base model (its compare.md).
+``shared``: the gp-f0 loops, NSGA-II@1000, random search@140 and BoTorch's qLogNEHVI@140 of
+results/lenet300_shared_base, every method of a seed on the same committed base model (its compare.md).
 Two error reference points: 1.0, and a useful one, the dense model's validation error + 10 points.
 """
 
@@ -24,7 +24,7 @@ from scipy.stats import mannwhitneyu
 
 from surrogate_emo.compare import load_run, objectives
 from surrogate_emo.evaluate import batch_of, cheap_objective, spent_steps
-from surrogate_emo.front import hypervolume, hypervolume_trace
+from surrogate_emo.front import hypervolume, hypervolume_trace, pareto_indices
 
 STUDIES = {
     "lenet300": dict(title="study 2 (LeNet-300-100", new=Path("results/lenet300_multifidelity"),
@@ -38,14 +38,16 @@ STUDIES = {
                      old_methods=("surrogate_gp", "surrogate_rf", "botorch", "random", "nsga2"),
                      longer=dict(random=Path("results/lenet300_peers_140/lenet-300-100_fashion-mnist"),
                                  botorch=Path("results/lenet300_peers_140/lenet-300-100_fashion-mnist"))),
-    # the gp-f0 loops against NSGA-II and random search, every method of a seed on the same committed base model
+    # the gp-f0 loops against NSGA-II, random search and BoTorch, every method of a seed on one committed base model
     "shared": dict(title="NSGA-II on one base model per seed (LeNet-300-100", new=Path("results/lenet300_shared_base"),
                    old=Path("results/lenet300_shared_base/lenet-300-100_fashion-mnist"), seeds=range(5), budget=100,
                    nsga2=1000, new_methods=("surrogate_gp_f0_design", "surrogate_gp_f0_design_useful",
                                             "surrogate_gp_f0_design_both", "surrogate_gp_f0_design_joint",
-                                            "surrogate_gp_f0_design_useful_joint", "surrogate_gp_f0_design_joint_pool300",
-                                            "surrogate_gp_f0_design_joint_short"),
-                   old_methods=("random", "nsga2"), longer={}, useful=0.211),
+                                            "surrogate_gp_f0_design_useful_joint",
+                                            "surrogate_gp_f0_design_joint_pool300",
+                                            "surrogate_gp_f0_design_joint_short", "surrogate_gp_f0_design_joint_q1",
+                                            "surrogate_gp_f0_design_joint_linear", "surrogate_gp_f0_design40_joint"),
+                   old_methods=("random", "botorch", "nsga2"), longer={}, useful=0.211),
     "lenet5": dict(title="study 3 (LeNet-5", new=Path("results/lenet5_multifidelity"),
                    old=Path("results/lenet5_fashion/lenet-5_fashion-mnist"), seeds=range(3), budget=60, nsga2=600,
                    new_methods=("surrogate_rf_f0", "surrogate_gp_f0_design", "surrogate_gp_f0_design_useful"),
@@ -56,6 +58,14 @@ STUDIES = {
 
 def log_axis(ratio) -> np.ndarray:
     return cheap_objective(ratio, "log", decades=3.0)  # the package's own log scale of a compression ratio
+
+
+def band_hvs(F: np.ndarray, ref: float, edges) -> list[float]:
+    """The hypervolume of (error, log params) points cut into bands of compression (params ratio) between
+    consecutive ``edges``, the last band open: the part of the box whose log-axis coordinate lies in each band, so
+    the bands add up to the whole."""
+    below = [hypervolume(F, [ref, log_axis(1 / edge)]) for edge in edges]  # the box up to each edge's axis value
+    return [high - low for high, low in zip(below, below[1:] + [0.0])]
 
 
 class Study:
@@ -95,20 +105,20 @@ class Study:
 
     def test_hv(self, method: str, seed: int, ref: float) -> float:
         """Hypervolume of the run's validation front re-scored on the test split (front.csv)."""
-        F = np.array([[error, log_axis(1 / compression)] for compression, error in self.front(method, seed)])
-        return hypervolume(F, [ref, 1.0])
+        return hypervolume(self.test_objectives(method, seed), [ref, 1.0])
 
     def front(self, method: str, seed: int) -> list[tuple[float, float]]:
         """(compression, test error) of each model of the run's validation front (front.csv)."""
         with open(self.run_dir(method, seed) / "front.csv") as handle:
             return [(float(r["compression"]), float(r["test_error"])) for r in csv.DictReader(handle)]
 
+    def test_objectives(self, method: str, seed: int) -> np.ndarray:
+        """(test error, log params) of each model of the run's validation front."""
+        return np.array([[error, log_axis(1 / compression)] for compression, error in self.front(method, seed)])
+
     def band_hvs(self, method: str, seed: int, ref: float, edges) -> list[float]:
-        """The test hypervolume cut into bands of compression (params ratio) between consecutive ``edges``: the
-        part of the box whose log-axis coordinate lies in each band, so the bands add up to the whole."""
-        F = np.array([[error, log_axis(1 / compression)] for compression, error in self.front(method, seed)])
-        below = [hypervolume(F, [ref, log_axis(1 / edge)]) for edge in edges]  # the box up to each edge's axis value
-        return [high - low for high, low in zip(below, below[1:] + [0.0])]
+        """The test hypervolume cut into bands of compression (`band_hvs`)."""
+        return band_hvs(self.test_objectives(method, seed), ref, edges)
 
     def best_test_errors(self, method: str, seed: int, thresholds) -> list[float]:
         """Per threshold: the lowest test error among the run's front models compressed at least that much (inf
@@ -118,6 +128,29 @@ class Study:
 
     def summary(self, method: str, seed: int) -> dict:
         return json.loads((self.run_dir(method, seed) / "summary.json").read_text())
+
+
+def best_subset_hv(F: np.ndarray, k: int, ref: float) -> float:
+    """The largest hypervolume (reference (ref, 1)) of any k points of the 2-objective set F. Written here: pymoo
+    has no subset selection. Exact by dynamic programming over the front sorted by the second objective: a chosen
+    point's own slab reaches up to the next chosen point's, so best[j, i] (j points, the last with the largest second
+    objective so far being i) extends best[j - 1, p] by (ref - f1_i) * (next - f2_i), built from the top down."""
+    inside = F[(F[:, 0] < ref) & (F[:, 1] < 1.0)]
+    if not len(inside) or k <= 0:
+        return 0.0
+    front = inside[pareto_indices(inside)]
+    front = front[np.argsort(-front[:, 1])]  # second objective descending: the top of the staircase first
+    f1, f2 = front[:, 0], front[:, 1]
+    n = len(front)
+    # best[i]: the best hypervolume with i the last (lowest-f2) point chosen so far, over j points
+    best = (ref - f1) * (1.0 - f2)
+    answer = best.max()
+    for _ in range(1, min(k, n)):
+        gain = (ref - f1)[None, :] * (f2[:, None] - f2[None, :])  # p above i: i's slab from f2_p down to f2_i
+        value = best[:, None] + np.where(np.arange(n)[:, None] < np.arange(n)[None, :], gain, -np.inf)
+        best = value.max(axis=0)
+        answer = max(answer, best.max())
+    return float(answer)
 
 
 def median(values) -> str:
@@ -146,12 +179,13 @@ def main() -> None:
              + ", ".join(f"{m} {len(study.seeds_of(m))}" for m in study.methods) + ".", ""]
     for label, ref in refs:
         lines += [f"Error reference {label}:", "",
-                  f"| method | evaluations | test HV per seed | median | rank-sum p vs NSGA-II@{top} |",
+                  f"| method | evaluations (its front's) | test HV per seed | median | rank-sum p vs NSGA-II@{top} |",
                   "|---|---|---|---|---|"]
         nsga = [study.test_hv("nsga2", s, ref) for s in seeds]
         for method in study.methods:
             values = [study.test_hv(method, s, ref) for s in study.seeds_of(method)]
-            lines.append(f"| {method} | {top if method == 'nsga2' else budget} | "
+            drawn = sorted({study.summary(method, s)["true_evaluations"] for s in study.seeds_of(method)})
+            lines.append(f"| {method} | {', '.join(map(str, drawn))} | "
                          f"{', '.join(f'{v:.4f}' for v in values)} | {median(values)} | "
                          f"{'–' if method == 'nsga2' else p_value(values, nsga)} |")
         lines.append("")
@@ -177,6 +211,22 @@ def main() -> None:
     for method in study.methods:
         bands = np.array([study.band_hvs(method, s, 1.0, edges) for s in study.seeds_of(method)])
         lines.append(f"| {method} | " + " | ".join(f"{b:.4f}" for b in np.median(bands, axis=0)) + " |")
+    lines.append("")
+
+    lines += ["## How many models a front holds (error reference 1.0)", "",
+              "Each run's test front: its count of models and test hypervolume, against NSGA-II@1000's test front of "
+              "the same seed cut to its best k models for k = the loop's count (the subset of largest hypervolume, an "
+              "upper bound on any k of them). Median over seeds.", "",
+              "| method | models on the front | test HV | NSGA-II@1000's best k, test HV | NSGA-II@1000, all models |",
+              "|---|---|---|---|---|"]
+    for method in study.methods:
+        rows = []
+        for s in study.seeds_of(method):
+            k = len(study.front(method, s))
+            rows.append((k, study.test_hv(method, s, 1.0), best_subset_hv(study.test_objectives("nsga2", s), k, 1.0),
+                         len(study.front("nsga2", s))))
+        k, hv, best, whole = np.median(np.array(rows), axis=0)
+        lines.append(f"| {method} | {k:.0f} | {hv:.4f} | {best:.4f} | {whole:.0f} |")
     lines.append("")
 
     steps = study.summary("nsga2", 0)["finetune_steps_per_evaluation"]
