@@ -289,8 +289,9 @@ def main() -> None:
         cells = np.median(np.array(rows, dtype=float), axis=0)
         lines.append(f"| {method} | " + " | ".join(f"{c:.0f}" for c in cells) + " |")
     lines += ["", "Seconds as stored with each trial, over every session of a run. Two runs shared the 2 cores in "
-              "both studies, and a test suite ran beside some of the fidelity-0 runs: their fine-tuning seconds are "
-              "inflated, the steps are exact."]
+              "both studies, and a test suite ran beside some of the fidelity-0 runs; BoTorch and the q = 1, linear-scale "
+              "and design-40 loops of the shared-base study ran with up to five processes on the 2 cores: their "
+              "seconds are inflated, the steps are exact."]
     (study.new / "compare.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
