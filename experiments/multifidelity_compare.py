@@ -46,7 +46,8 @@ STUDIES = {
                                             "surrogate_gp_f0_design_useful_joint",
                                             "surrogate_gp_f0_design_joint_pool300",
                                             "surrogate_gp_f0_design_joint_short", "surrogate_gp_f0_design_joint_q1",
-                                            "surrogate_gp_f0_design_joint_linear", "surrogate_gp_f0_design40_joint"),
+                                            "surrogate_gp_f0_design_joint_linear", "surrogate_gp_f0_design40_joint",
+                                            "surrogate_gp_f0_design_joint_ref08"),
                    old_methods=("random", "botorch", "nsga2"), longer={}, useful=0.211),
     "lenet5": dict(title="study 3 (LeNet-5", new=Path("results/lenet5_multifidelity"),
                    old=Path("results/lenet5_fashion/lenet-5_fashion-mnist"), seeds=range(3), budget=60, nsga2=600,
@@ -227,6 +228,27 @@ def main() -> None:
                          len(study.front("nsga2", s))))
         k, hv, best, whole = np.median(np.array(rows), axis=0)
         lines.append(f"| {method} | {k:.0f} | {hv:.4f} | {best:.4f} | {whole:.0f} |")
+    lines.append("")
+
+    edges = (1, 10, 30, 100, 300)
+    lines += ["## Where the evaluations go: their compression and the loops' prediction error", "",
+              f"Share of each run's first {budget} evaluations (NSGA-II: all {top:,}) per band of the params ratio, "
+              "median over seeds; for a loop, in brackets, the median absolute difference between its GP's predicted "
+              "mean error and the 1-epoch validation error of the candidates it chose, pooled over seeds.", "",
+              f"| method | < {edges[1]}x | " + " | ".join(f"{a}-{b}x" for a, b in zip(edges[1:], edges[2:]))
+              + f" | >= {edges[-1]}x |", "|---|" + "---|" * len(edges)]
+    for method in study.methods:
+        shares, misses = [], [[] for _ in edges]
+        for s in study.seeds_of(method):
+            chosen = [e for e in study.archive(method, s)[1][:top if method == "nsga2" else budget] if e.ok]
+            band = np.searchsorted(edges[1:], [1 / e.ratios["params"] for e in chosen], side="right")
+            shares.append(np.bincount(band, minlength=len(edges)) / len(chosen))
+            for b, e in zip(band, chosen):
+                if "predicted" in e.extra:
+                    misses[b].append(abs(e.extra["predicted"][0] - e.error))
+        cells = [f"{share:.2f}" + (f" ({np.median(miss):.3f})" if miss else "")
+                 for share, miss in zip(np.median(shares, axis=0), misses)]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines.append("")
 
     steps = study.summary("nsga2", 0)["finetune_steps_per_evaluation"]
