@@ -215,10 +215,10 @@ def main() -> None:
     lines.append("")
 
     lines += ["## How many models a front holds (error reference 1.0)", "",
-              "Each run's test front: its count of models and test hypervolume, against NSGA-II@1000's test front of "
-              "the same seed cut to its best k models for k = the loop's count (the subset of largest hypervolume, an "
-              "upper bound on any k of them). Median over seeds.", "",
-              "| method | models on the front | test HV | NSGA-II@1000's best k, test HV | NSGA-II@1000, all models |",
+              f"Each run's test front: its count of models and test hypervolume, against NSGA-II@{top}'s test front "
+              "of the same seed cut to its best k models for k = the loop's count (the subset of largest hypervolume, "
+              "an upper bound on any k of them). Median over seeds.", "",
+              f"| method | models on the front | test HV | NSGA-II@{top}'s best k, test HV | NSGA-II@{top}, all models |",
               "|---|---|---|---|---|"]
     for method in study.methods:
         rows = []
@@ -233,7 +233,7 @@ def main() -> None:
     edges = (1, 10, 30, 100, 300)
     lines += ["## Where the evaluations go: their compression and the loops' prediction error", "",
               f"Share of each run's first {budget} evaluations (NSGA-II: all {top:,}) per band of the params ratio, "
-              "median over seeds; for a loop, in brackets, the median absolute difference between its GP's predicted "
+              "median over seeds; for a loop, in brackets, the median absolute difference between its surrogate's predicted "
               "mean error and the 1-epoch validation error of the candidates it chose, pooled over seeds.", "",
               f"| method | < {edges[1]}x | " + " | ".join(f"{a}-{b}x" for a, b in zip(edges[1:], edges[2:]))
               + f" | >= {edges[-1]}x |", "|---|" + "---|" * len(edges)]
