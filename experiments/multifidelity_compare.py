@@ -218,7 +218,8 @@ def main() -> None:
               f"Each run's test front: its count of models and test hypervolume, against NSGA-II@{top}'s test front "
               "of the same seed cut to its best k models for k = the loop's count (the subset of largest hypervolume, "
               "an upper bound on any k of them). Median over seeds.", "",
-              f"| method | models on the front | test HV | NSGA-II@{top}'s best k, test HV | NSGA-II@{top}, all models |",
+              f"| method | models on the front | test HV | NSGA-II@{top}'s best k, test HV | "
+              f"NSGA-II@{top}, all models |",
               "|---|---|---|---|---|"]
     for method in study.methods:
         rows = []
@@ -233,8 +234,9 @@ def main() -> None:
     edges = (1, 10, 30, 100, 300)
     lines += ["## Where the evaluations go: their compression and the loops' prediction error", "",
               f"Share of each run's first {budget} evaluations (NSGA-II: all {top:,}) per band of the params ratio, "
-              "median over seeds; for a loop, in brackets, the median absolute difference between its surrogate's predicted "
-              "mean error and the 1-epoch validation error of the candidates it chose, pooled over seeds.", "",
+              "median over seeds; for a loop, in brackets, the median absolute difference between its surrogate's "
+              "predicted mean error and the 1-epoch validation error of the candidates it chose, pooled over seeds.",
+              "",
               f"| method | < {edges[1]}x | " + " | ".join(f"{a}-{b}x" for a, b in zip(edges[1:], edges[2:]))
               + f" | >= {edges[-1]}x |", "|---|" + "---|" * len(edges)]
     for method in study.methods:
@@ -311,9 +313,9 @@ def main() -> None:
         cells = np.median(np.array(rows, dtype=float), axis=0)
         lines.append(f"| {method} | " + " | ".join(f"{c:.0f}" for c in cells) + " |")
     lines += ["", "Seconds as stored with each trial, over every session of a run. Two runs shared the 2 cores in "
-              "both studies, and a test suite ran beside some of the fidelity-0 runs; BoTorch and the q = 1, linear-scale "
-              "and design-40 loops of the shared-base study ran with up to five processes on the 2 cores: their "
-              "seconds are inflated, the steps are exact."]
+              "both studies, and a test suite ran beside some of the fidelity-0 runs; BoTorch and the q = 1, "
+              "linear-scale and design-40 loops of the shared-base study ran with up to five processes on the 2 "
+              "cores: their seconds are inflated, the steps are exact."]
     (study.new / "compare.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
