@@ -13,16 +13,16 @@ Writes results/lenet300_shared_base/band_fidelity_seed<SEED>.md. About 270 genom
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 from scipy.stats import spearmanr
 
+from multifidelity_compare import STUDIES  # this folder's: python experiments/band_fidelity.py
 from surrogate_emo.exporting import run_config
 from surrogate_emo.pipeline import prepare
 from surrogate_emo.train import error_rate
 
-STUDY = Path("results/lenet300_shared_base")
+STUDY = STUDIES["shared"]["new"]
 BANDS = (30, 60, 100, 170, 300)  # narrow bands of the params ratio inside 30x to 300x
 FRACTIONS = (0.125, 0.25)  # short fine-tunes, as fractions of the full one's steps
 

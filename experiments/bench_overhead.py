@@ -27,9 +27,9 @@ from surrogate_emo.schemes import LowRankSparseScheme
 from surrogate_emo.search import SurrogateSearch
 
 OUT = Path("results/overhead")
-SETTINGS = [("gp", "ehvi", "cold"), ("gp", "ehvi-lazy", "cold"), ("gp", "ehvi-exact", "cold"), ("gp", "ehvi-joint", "cold"),
-            ("gp", "ehvi", "warm"), ("gp", "ehvi-lazy", "warm"), ("gp", "ehvi-exact", "warm"), ("gp", "ehvi-joint", "warm"),
-            ("rf", "ehvi", "cold"), ("rf", "ehvi-lazy", "cold"), ("rf", "ehvi-exact", "cold"), ("rf", "ehvi-joint", "cold")]
+INFILLS = ("ehvi", "ehvi-lazy", "ehvi-exact", "ehvi-joint")
+SETTINGS = [(surrogate, infill, refit) for surrogate, refit in (("gp", "cold"), ("gp", "warm"), ("rf", "cold"))
+            for infill in INFILLS]
 
 
 def main() -> None:

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from multifidelity_compare import band_hvs, log_axis  # this folder's: run as python experiments/finetune_luck.py
+from multifidelity_compare import STUDIES, band_hvs, log_axis  # this folder's: python experiments/finetune_luck.py
 from surrogate_emo.evaluate import trial_seed
 from surrogate_emo.exporting import run_config
 from surrogate_emo.front import hypervolume
 from surrogate_emo.pipeline import prepare
 from surrogate_emo.train import error_rate
 
-STUDY = Path("results/lenet300_shared_base")
+STUDY = STUDIES["shared"]["new"]
 METHODS = ("nsga2", "surrogate_gp_f0_design_joint")
 EDGES = (1, 30, 100, 300)  # bands of the params ratio, the last from 300x on
 FRESH = 7919  # the fresh seeds: trial_seed(run seed + FRESH, trial), never a seed the run itself drew

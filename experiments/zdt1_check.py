@@ -4,8 +4,8 @@
 iteration (the default): the exhaustive conditioned EHVI, the lazy one (the default), and the lazy one with each
 batch polished by 20 L-BFGS-B steps up its EHVI (``polish_steps``); the last two again with warm refits
 (``refit="warm"``, lengthscales started at most at 3); the polished one (20 and 10 steps) and BoTorch's again
-told that both objectives are never negative (``lower_bounds``: posterior samples below 0 count as 0). Optimizer seconds per
-iteration (fit, pool, choice) beside the hypervolume: the evaluations cost nothing. Run it alone on the machine:
+told that both objectives are never negative (``lower_bounds``: posterior samples below 0 count as 0). Optimizer
+seconds per iteration (fit, pool, choice) beside the hypervolume: the evaluations cost nothing. Run it alone on the machine:
 the seconds of the methods are compared. ``--methods`` runs some of them and keeps the others' stored rows.
 
     python experiments/zdt1_check.py [--seeds 0 1 2] [--methods surrogate_gp_lazy_warm_q4 ...]

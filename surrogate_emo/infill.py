@@ -331,8 +331,9 @@ class Staircase:
     sample's levels right of ``c`` to ``e``. One sample is one draw of all pool errors together, so a batch's
     improvement is the Monte-Carlo estimator of BoTorch's ``qExpectedHypervolumeImprovement`` chosen by sequential
     greedy (its joint batch value is the sum of these conditioned gains), on draws over the whole pool instead of
-    over each batch; what is left is a binary search per sample and candidate. Written here because BoTorch's Monte-Carlo EHVI partitions the front into boxes and evaluates them per
-    candidate and per conditioning step, which costs a second per iteration at an archive of 200.
+    over each batch; what is left is a binary search per sample and candidate. Written here because BoTorch's
+    Monte-Carlo EHVI partitions the front into boxes and evaluates them per candidate and per conditioning step,
+    which costs a second per iteration at an archive of 200.
     """
 
     def __init__(self, front: np.ndarray, cheap: np.ndarray, errors: np.ndarray, ref_point: np.ndarray):
