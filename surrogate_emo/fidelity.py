@@ -115,6 +115,11 @@ class ShortFineTune:
         self.steps_spent = 0
         self.seconds = 0.0
 
+    @property
+    def fidelity(self) -> float:
+        """Its share of the full fine-tune's steps: where it stands between none (0) and the full fine-tune (1)."""
+        return self.steps / self.evaluator.steps
+
     def genome_seed(self, genome: np.ndarray) -> int:
         """The fine-tune's seed for ``genome``: the run seed and the genome's bytes, nothing else."""
         digest = hashlib.sha256(np.asarray(genome, dtype=np.float64).tobytes()).digest()

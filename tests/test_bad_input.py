@@ -68,8 +68,8 @@ def test_a_config_file_of_binary_bytes_is_one_line(tmp_path, capsys):
 @pytest.mark.parametrize("field, value, message", [
     ("search", "nsga3", "unknown search 'nsga3'; known: botorch, nsga2, random, surrogate"),
     ("search", "collections:OrderedDict", "must name a subclass of surrogate_emo.search.Search"),
-    ("surrogate", "gpp", "unknown surrogate 'gpp'; known: gp, gp-f0, rf, rf-f0"),
-    ("surrogate", "gp-f0+rff0", "unknown surrogate 'rff0'; known: gp, gp-f0, rf, rf-f0"),
+    ("surrogate", "gpp", "unknown surrogate 'gpp'; known: gp, gp-f0, gp-mf, rf, rf-f0"),
+    ("surrogate", "gp-f0+rff0", "unknown surrogate 'rff0'; known: gp, gp-f0, gp-mf, rf, rf-f0"),
     ("infill", "ehvi-lazzy", "unknown infill criterion 'ehvi-lazzy'"),
     ("model", "resnet", "unknown model 'resnet'; known: lenet-300-100, lenet-5, mlp, vgg-small"),
     ("model", "collections:OrderedDict", "model factory 'collections:OrderedDict' must be callable as "

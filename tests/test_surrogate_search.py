@@ -259,7 +259,7 @@ class FakeShortFineTune:
     """Fidelity 1 on ZDT1: the first objective itself, noiseless (a short fine-tune that ranks perfectly); it
     remembers which genomes it scored."""
 
-    steps, seconds = 7, 0.0
+    steps, seconds, fidelity = 7, 0.0, 0.25
 
     def __init__(self):
         self.scored = set()
@@ -294,6 +294,46 @@ def test_a_shortlist_gets_short_fine_tunes_and_the_batch_is_chosen_among_it():
     assert replay.annotations(search.X[12:])[0]["short_steps"] == 7 * 5
 
 
+class ShiftedShortFineTune(FakeShortFineTune):
+    """Fidelity 1 of ZDT1's second objective: the objective itself, ending higher, as a short fine-tune does."""
+
+    def errors(self, X):
+        self.scored.update(row.tobytes() for row in X)
+        return ZDT1.evaluate(X)[:, 1] + 0.5
+
+
+def multi_fidelity_loop(short):
+    """gp-mf with a shortlist on ZDT1, its second objective expensive and its first (x1) exact and cheap."""
+    return make(surrogate="gp-mf", shortlist=5, short=short, n_expensive=1, cheap=lambda X: X[:, :1],
+                ref_point=[11.0, 1.1])
+
+
+def drive_expensive_second(search, budget, notes):
+    while len(search.X) < budget:
+        X = search.ask(budget - len(search.X))
+        notes.extend(search.annotations(X))
+        search.tell(X, ZDT1.evaluate(X)[:, ::-1])
+    return search
+
+
+def test_a_multi_fidelity_loop_models_every_short_fine_tune_and_resumes_to_the_same_batch():
+    short, stored = ShiftedShortFineTune(), []
+    search = drive_expensive_second(multi_fidelity_loop(short), 16, stored)
+    loop = stored[8:]
+    assert [note["short_scored"] for note in loop] == [5 + 8] * 2 + [5] * 6  # the design's at first
+    for note, genome in zip(loop, search.X[8:]):  # each batch chosen from its shortlist, which the notes keep
+        assert len(note["shortlisted"]) == 5 and genome.tolist() in note["shortlisted"]
+    listed = {np.array(row).tobytes() for note in loop for row in note["shortlisted"]}
+    modelled = search._cheaper()  # what the next fit models: every short fine-tune of the run, each once
+    assert {row.tobytes() for row in modelled.X} == listed | {row.tobytes() for row in search.X}
+    assert len(modelled.X) == len(listed | {row.tobytes() for row in search.X}) and modelled.fidelity == 0.25
+    assert np.allclose(modelled.Y[:, 0], ZDT1.evaluate(modelled.X)[:, 1] + 0.5)
+    replay = multi_fidelity_loop(ShiftedShortFineTune())
+    replay.restore(stored[:12])  # a resumed run: the same archive and shortlists, the same batch
+    replay.tell(search.X[:12], ZDT1.evaluate(search.X[:12])[:, ::-1])
+    assert np.array_equal(replay.ask(2), search.X[12:14])
+
+
 def test_the_ehvi_shortlist_starts_with_the_batch_it_would_choose():
     from surrogate_emo.infill import InfillContext, make_infill
     from surrogate_emo.surrogates import make_surrogate
@@ -313,6 +353,7 @@ def test_the_ehvi_shortlist_starts_with_the_batch_it_would_choose():
     (dict(shortlist=5, surrogate="gp-f0"), "short fine-tunes: none"),
     (dict(shortlist=5, surrogate="gp", short=FakeShortFineTune()), "one surrogate that reads features"),
     (dict(shortlist=5, surrogate="gp-f0+rf-f0", short=FakeShortFineTune()), "surrogate=gp-f0\\+rf-f0"),
+    (dict(shortlist=5, surrogate="gp-mf", short=FakeShortFineTune()), "gp-mf.*expensive objectives: 2"),
 ])
 def test_bad_shortlists(kwargs, message):
     with pytest.raises(ConfigError, match=message):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from surrogate_emo.errors import ConfigError
-from surrogate_emo.surrogates import SURROGATES, Surrogate, SurrogateError, make_surrogate
+from surrogate_emo.surrogates import SURROGATES, Cheaper, Surrogate, SurrogateError, make_surrogate
 
 
 class NearestNeighbour(Surrogate):
@@ -93,7 +93,7 @@ def test_forest_uncertainty_is_the_spread_of_its_trees(data):
 def test_registry_by_name_and_import_path():
     assert type(make_surrogate("gp")).__name__ == "GPSurrogate"
     assert isinstance(make_surrogate("test_surrogates:NearestNeighbour"), NearestNeighbour)
-    with pytest.raises(ConfigError, match="unknown surrogate .svm.; known: gp, gp-f0, rf, rf-f0"):
+    with pytest.raises(ConfigError, match="unknown surrogate .svm.; known: gp, gp-f0, gp-mf, rf, rf-f0"):
         make_surrogate("svm")
     with pytest.raises(ConfigError, match="must name a subclass"):
         make_surrogate("numpy:zeros")
@@ -160,3 +160,27 @@ def test_an_input_an_earlier_fit_switched_off_can_come_back(data, monkeypatch):
     monkeypatch.setattr(gp, "WARM_LENGTHSCALE_CAP", float("inf"))  # uncapped, the optimizer never brings it back
     stuck = make_surrogate("gp", seed=0).fit(X, smooth(X), start=state).predict(X_test)[0]
     assert np.abs(stuck - cold).max() > 0.1 * np.ptp(smooth(X_test))
+
+
+def test_the_multi_fidelity_gp_learns_from_short_runs_of_other_genomes(data):
+    X, X_test = data
+    few, others = X[:10], X[10:]
+    alone = make_surrogate("gp-mf", seed=0).fit(few, smooth(few))
+    shifted = Cheaper(others, smooth(others) + 0.5, fidelity=0.25)  # a short run: the same shape, ending higher
+    helped = make_surrogate("gp-mf", seed=0, cheaper=shifted).fit(few, smooth(few))
+    miss = {name: np.abs(s.predict(X_test)[0] - smooth(X_test)).mean() for name, s in (("alone", alone),
+                                                                                       ("helped", helped))}
+    assert miss["helped"] < 0.3 * miss["alone"]
+    assert abs(np.mean(helped.predict(X_test)[0] - smooth(X_test))) < 0.1  # at fidelity 1: the shift is learnt
+    assert make_surrogate("gp", cheaper=shifted).__class__.__name__ == "GPSurrogate"  # only gp-mf takes them
+
+
+@pytest.mark.parametrize("cheaper, message", [
+    (Cheaper(np.zeros((4, 2)), np.zeros((4, 1)), 0.25), r"X of shape n x 3, Y of shape n x 1 .*got X \(4, 2\)"),
+    (Cheaper(np.zeros((4, 3)), np.zeros((4, 1)), 1.0), r"fidelity in \[0, 1\); .*fidelity 1.0"),
+    (Cheaper(np.full((4, 3), np.nan), np.zeros((4, 1)), 0.5), "must be finite"),
+])
+def test_bad_cheaper_observations_are_one_line(data, cheaper, message):
+    X, _ = data
+    with pytest.raises(SurrogateError, match=message):
+        make_surrogate("gp-mf", cheaper=cheaper).fit(X[:10], smooth(X[:10]))

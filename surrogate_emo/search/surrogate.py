@@ -23,7 +23,8 @@ from surrogate_emo.errors import ConfigError
 from surrogate_emo.evaluate import batch_of
 from surrogate_emo.infill import EHVI, InfillContext, make_infill, polish
 from surrogate_emo.search.base import Search
-from surrogate_emo.surrogates import Features, FeatureSurrogate, Surrogate, make_surrogate, portfolio, surrogate_class
+from surrogate_emo.surrogates import (Cheaper, Features, FeatureSurrogate, Surrogate, make_surrogate, portfolio,
+                                      surrogate_class)
 
 
 LOG_FLOOR = 1e-3  # error rates below this are modelled as this, on the log scale
@@ -107,14 +108,19 @@ class SurrogateSearch(Search):
                               f"objectives), a differentiable surrogate (gp) and an EHVI infill (ehvi, ehvi-lazy); "
                               f"got polish_steps={polish_steps}, cheap objectives: {'none' if cheap is None else 'given'}, "
                               f"surrogate={surrogate}, infill={infill}")
+        first = surrogate_class(self.surrogates[0])
         if shortlist and (shortlist <= q or short is None or len(self.surrogates) > 1
-                          or not surrogate_class(self.surrogates[0]).uses_features):
+                          or not (first.uses_features or first.uses_cheaper and n_expensive == 1)):
             raise ConfigError(f"shortlist must be 0, or more than q ({q}) with short fine-tunes (a compression "
-                              f"problem) and one surrogate that reads features (gp-f0, rf-f0); got "
-                              f"shortlist={shortlist}, short fine-tunes: {'none' if short is None else 'given'}, "
-                              f"surrogate={surrogate}")
+                              f"problem) and one surrogate that reads features (gp-f0, rf-f0) or models the short "
+                              f"fine-tunes of one expensive objective (gp-mf); got shortlist={shortlist}, short "
+                              f"fine-tunes: {'none' if short is None else 'given'}, surrogate={surrogate}, "
+                              f"expensive objectives: {n_expensive}")
         self.polish_steps = polish_steps
         self.shortlist, self.short = shortlist, short
+        # a surrogate that models the short fine-tunes keeps every one the run made, each iteration's shortlist too
+        self.models_short = bool(shortlist) and first.uses_cheaper
+        self._listed: list[np.ndarray] = []  # the shortlists of the iterations so far, with models_short
         self.q, self.n_init, self.pool_size, self.pool_generations = q, n_init, pool_size, pool_generations
         self.screen_generations, self.screen_design = screen_generations, screen_design
         self.n_expensive, self.cheap, self.log_scale = n_expensive, cheap, log_scale
@@ -174,6 +180,8 @@ class SurrogateSearch(Search):
                 self._fit_states[key] = state
         # every trial of the batch carries the states, so that any of them restores the next iteration's start
         kept = {"fit_state": dict(self._fit_states)} if self._fit_states else {}
+        if self.models_short:  # and the shortlist, whose short fine-tunes the next fits model
+            kept["shortlisted"] = self._listed[-1].tolist()
         self._last = {i: {**stats, **note, **kept} for i, note in enumerate(notes)}
         return np.vstack([picked for _, _, picked, _ in shares])
 
@@ -229,6 +237,10 @@ class SurrogateSearch(Search):
             self.features.seconds = 0.0
         self._fitted_now = {}  # every surrogate fitted this iteration, by the key its warm state is kept under
         stats = dict.fromkeys(("fit_seconds", "pool_seconds", "infill_seconds"), 0.0)
+        if self.models_short:  # the fits below model the archive's short fine-tunes: the design's are made now
+            started = time.perf_counter()
+            self.short.errors(self.X)
+            stats["short_seconds"] = time.perf_counter() - started
         shares, picked, fitted_by_key = [], np.zeros((0, self.dim)), {}
         # a share of the batch per surrogate of a portfolio, or per reference point of a single surrogate
         members = ([(name, self.ref_point) for name in self.surrogates] if len(self.ref_points) == 1 else
@@ -249,15 +261,17 @@ class SurrogateSearch(Search):
             pool = self._pool(self._context(on_genome, member_seed, ref), member_seed, pending=picked,
                               refine=context if on_genome is not surrogate else None)
             pooled = time.perf_counter()
+            short_seconds = 0.0
             if self.shortlist:
-                surrogate, context, chosen = self._short_choice(name, member_seed, context, pool, size, stats)
+                surrogate, context, chosen, short_seconds = self._short_choice(name, member_seed, context, pool,
+                                                                               size, stats)
             else:
                 chosen = pool[self.infill.select(context, pool, size)]
             if self.polish_steps:
                 chosen = polish(context, chosen, self.polish_steps)
             stats["fit_seconds"] += fitted - started
             stats["pool_seconds"] += pooled - fitted
-            stats["infill_seconds"] += time.perf_counter() - pooled - stats.get("short_seconds", 0.0)
+            stats["infill_seconds"] += time.perf_counter() - pooled - short_seconds
             shares.append((name, surrogate, chosen, ref))
             picked = np.vstack([picked, chosen])
         if self.features is not None:  # spent inside the three above: cheap evaluations, not optimizer time
@@ -265,20 +279,40 @@ class SurrogateSearch(Search):
         return shares, stats
 
     def _short_choice(self, name: str, seed: int, context: InfillContext, pool: np.ndarray, size: int,
-                      stats: dict) -> tuple[Surrogate, InfillContext, np.ndarray]:
-        """The fidelity-1 step of an iteration: shortlist, short fine-tunes, refit with their errors, choose
-        ``size``. Returns the refitted surrogate, its context and the chosen rows; adds the short fine-tunes'
-        count, steps and seconds to ``stats``."""
+                      stats: dict) -> tuple[Surrogate, InfillContext, np.ndarray, float]:
+        """The fidelity-1 step of an iteration: shortlist, short fine-tunes, refit with their errors (as an input,
+        or as observations of a surrogate that models them), choose ``size``. Returns the refitted surrogate, its
+        context, the chosen rows and the seconds the short fine-tunes took; adds their count, steps and seconds to
+        ``stats``."""
         listed = pool[self.infill.shortlist(context, pool, self.shortlist, size)]
         first = len(self.X) == self.n_init  # the design's genomes are scored now, the loop's when shortlisted
         started = time.perf_counter()
         self.short.features(np.vstack([self.X, listed]))  # on a resume, the archive's are scored again: seconds only
-        stats["short_seconds"] = time.perf_counter() - started
+        spent = time.perf_counter() - started
+        stats["short_seconds"] = stats.get("short_seconds", 0.0) + spent
         stats["short_scored"] = len(listed) + (self.n_init if first else 0)
         stats["short_steps"] = stats["short_scored"] * self.short.steps
-        refitted = self._fitted(name, seed, features=self._with_short, key=f"{name}|short")
+        if self.models_short:
+            self._listed.append(listed)
+            refitted = self._fitted(name, seed)
+        else:
+            refitted = self._fitted(name, seed, features=self._with_short, key=f"{name}|short")
         refined = self._context(refitted, seed)
-        return refitted, refined, listed[self.infill.select(refined, listed, size)]
+        return refitted, refined, listed[self.infill.select(refined, listed, size)], spent
+
+    def _cheaper(self) -> Cheaper:
+        """The run's short fine-tunes, for a surrogate that models them: every archived genome's and every
+        shortlisted one's, each once, in the order they came (so a resumed run fits on the same data)."""
+        seen, rows = set(), []
+        for row in np.vstack([self.X, *self._listed]):
+            if row.tobytes() not in seen:
+                seen.add(row.tobytes())
+                rows.append(row)
+        known = np.array(rows)
+        errors = self.short.errors(known)
+        # on the expensive objective's own scale, with its floor: the same quantity at a lower fidelity
+        observed = np.log(np.maximum(errors, LOG_FLOOR)) if self.log_scale else errors
+        return Cheaper(known, observed[:, None], self.short.fidelity)
 
     def _with_short(self, X: np.ndarray) -> np.ndarray:
         """The features the refitted surrogate reads: fidelity 0 and fidelity 1."""
@@ -292,7 +326,8 @@ class SurrogateSearch(Search):
             # errors span decades at the interesting end: on a log scale the GP's error there halves (measured);
             # the floor keeps a perfect score from becoming an outlier that bends the whole fit
             expensive = np.log(np.maximum(expensive, LOG_FLOOR))
-        fitted = make_surrogate(name, seed=seed, features=features or self.features).fit(
+        cheaper = self._cheaper() if self.models_short else None
+        fitted = make_surrogate(name, seed=seed, features=features or self.features, cheaper=cheaper).fit(
             self.X, expensive, start=self._fit_states.get(key or name))
         self._fitted_now[key or name] = fitted
         return fitted
@@ -305,6 +340,9 @@ class SurrogateSearch(Search):
         """Start the next fits where the interrupted run would have: from the latest stored ``fit_state``; number
         the next iteration after the stored batches (`batch_of`)."""
         self._iterations_before = len({batch_of(note) for note in notes if "iteration" in note})
+        if self.models_short:  # every trial of a batch carries its iteration's shortlist: one per batch
+            by_batch = {batch_of(note): note["shortlisted"] for note in notes if "shortlisted" in note}
+            self._listed = [np.array(listed, dtype=np.float64).reshape(-1, self.dim) for listed in by_batch.values()]
         states = [note["fit_state"] for note in notes if "fit_state" in note]
         if self.refit == "warm" and states:
             self._fit_states = dict(states[-1])

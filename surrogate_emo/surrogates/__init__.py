@@ -8,9 +8,11 @@ from surrogate_emo.surrogates.base import IndependentGaussianModel, Surrogate, S
 from surrogate_emo.surrogates.features import Features, FeatureSurrogate, ForestWithFeatures, GPWithFeatures
 from surrogate_emo.surrogates.forest import RandomForestSurrogate
 from surrogate_emo.surrogates.gp import GPSurrogate
+from surrogate_emo.surrogates.multifidelity import Cheaper, MultiFidelityGP
 
 SURROGATES: dict[str, type[Surrogate]] = {"gp": GPSurrogate, "rf": RandomForestSurrogate,
-                                          "gp-f0": GPWithFeatures, "rf-f0": ForestWithFeatures}
+                                          "gp-f0": GPWithFeatures, "rf-f0": ForestWithFeatures,
+                                          "gp-mf": MultiFidelityGP}
 
 
 def surrogate_class(name: str) -> type[Surrogate]:
@@ -37,13 +39,17 @@ def portfolio(spec: str) -> list[str]:
     return names
 
 
-def make_surrogate(name: str, seed: int = 0, features: Features | None = None) -> Surrogate:
+def make_surrogate(name: str, seed: int = 0, features: Features | None = None,
+                   cheaper: Cheaper | None = None) -> Surrogate:
     """Instantiate a registered surrogate or a user class given as ``package.module:ClassName``; ``features``
-    (cheap features of genomes, e.g. the fidelity-0 error) go to those that read them (``uses_features``)."""
+    (cheap features of genomes, e.g. the fidelity-0 error) go to those that read them (``uses_features``),
+    ``cheaper`` (observations at a lower fidelity) to those that model them (``uses_cheaper``)."""
     cls = surrogate_class(name)
+    if cls.uses_cheaper:
+        return cls(seed=seed, cheaper=cheaper)
     return cls(seed=seed, features=features) if cls.uses_features else cls(seed=seed)
 
 
-__all__ = ["SURROGATES", "FeatureSurrogate", "Features", "ForestWithFeatures", "GPSurrogate", "GPWithFeatures",
-           "IndependentGaussianModel", "RandomForestSurrogate", "Surrogate", "SurrogateError", "make_surrogate",
-           "portfolio", "surrogate_class"]
+__all__ = ["SURROGATES", "Cheaper", "FeatureSurrogate", "Features", "ForestWithFeatures", "GPSurrogate",
+           "GPWithFeatures", "IndependentGaussianModel", "MultiFidelityGP", "RandomForestSurrogate", "Surrogate",
+           "SurrogateError", "make_surrogate", "portfolio", "surrogate_class"]

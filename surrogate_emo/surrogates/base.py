@@ -38,6 +38,8 @@ class Surrogate(ABC):
 
     #: True for surrogates that take ``features`` (cheap features of a genome) in their constructor
     uses_features: bool = False
+    #: True for surrogates that model observations at a lower fidelity (``cheaper`` in their constructor)
+    uses_cheaper: bool = False
     #: True where ``model()`` passes gradients with respect to the genome (a GP; not a forest's trees)
     differentiable: bool = False
 
