@@ -131,8 +131,9 @@ class RunConfig:
                                   shown="no limit")
     pop_size: int = _opt(30, "NSGA-II population size; batch size of random search", SEARCH)
     surrogate: str = _opt("gp", "surrogate of the error: gp, rf (random forest), gp-f0 / rf-f0 (reading the "
-                        "fidelity-0 error), package.module:SurrogateClass, or a portfolio joined by '+' (gp-f0+rf-f0: "
-                        "each picks its share of every batch)", LOOP, names=("gp", "rf", "gp-f0", "rf-f0"))
+                        "fidelity-0 error), gp-mf (with a shortlist: a multi-fidelity GP over every short fine-tune "
+                        "of the run), package.module:SurrogateClass, or a portfolio joined by '+' (gp-f0+rf-f0: "
+                        "each picks its share of every batch)", LOOP, names=("gp", "rf", "gp-f0", "rf-f0", "gp-mf"))
     infill: str = _opt("ehvi-lazy", "infill criterion, or package.module:Class", LOOP,
                      names=("ehvi-lazy", "ehvi", "ehvi-exact", "ehvi-joint", "ehvi-bands", "parego", "mean", "random"))
     error_reference: float = _opt(1.0, "the error coordinate of the reference point of the loop's (and BoTorch's) "
@@ -165,7 +166,8 @@ class RunConfig:
                       choices=("warm", "cold"))
     shortlist: int = _opt(0, "fidelity 1: candidates per iteration the infill shortlists and fine-tunes briefly "
                           "(shortlist_fraction of the steps); the batch is then chosen among them by the surrogate "
-                          "refitted with their short-fine-tune error as an input. 0: no short fine-tunes", LOOP)
+                          "refitted with their short-fine-tune error as an input (gp-f0, rf-f0) or as observations "
+                          "it keeps (gp-mf). 0: no short fine-tunes", LOOP)
     shortlist_fraction: float = _opt(0.125, "the short fine-tune's steps as a fraction of a full one's", LOOP)
     warm_start: bool = _opt(True, "cache fine-tuned models and warm-start new candidates from the nearest one",
                              FINETUNE)
