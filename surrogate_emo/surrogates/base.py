@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -98,6 +99,25 @@ class Surrogate(ABC):
     @abstractmethod
     def _predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return mean and variance, each `n x k`."""
+
+
+class MappedInputModel(Model):
+    """``inner``, a BoTorch model, seen through a map of its inputs (``inputs``: a `... x d` tensor to the inputs
+    ``inner`` reads), so that an acquisition sees genomes and the joint posterior of a q-batch is ``inner``'s."""
+
+    def __init__(self, inner: Model, inputs: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.inner, self.inputs = inner, inputs
+
+    @property
+    def num_outputs(self) -> int:
+        return self.inner.num_outputs
+
+    def posterior(self, X: torch.Tensor, output_indices=None, observation_noise=False, posterior_transform=None,
+                  **kwargs):
+        return self.inner.posterior(self.inputs(X), output_indices=output_indices,
+                                    observation_noise=observation_noise, posterior_transform=posterior_transform,
+                                    **kwargs)
 
 
 class IndependentGaussianModel(Model):

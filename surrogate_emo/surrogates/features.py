@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from botorch.models.model import Model
 
-from surrogate_emo.surrogates.base import Surrogate
+from surrogate_emo.surrogates.base import MappedInputModel, Surrogate
 from surrogate_emo.surrogates.forest import RandomForestSurrogate
 from surrogate_emo.surrogates.gp import GPSurrogate
 
@@ -50,8 +50,14 @@ class FeatureSurrogate(Surrogate):
     def _predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self._inner.predict(self.augment(X))
 
+    def _augmented(self, X: torch.Tensor) -> torch.Tensor:
+        """`augment` of a tensor of genomes of any batch shape. The features are computed in numpy (no gradient):
+        the acquisitions here pick from a pool and never differentiate through them."""
+        flat = X.detach().reshape(-1, X.shape[-1]).cpu().numpy()
+        return torch.as_tensor(self.augment(flat), dtype=X.dtype).reshape(*X.shape[:-1], -1)
+
     def model(self) -> Model:
-        return self._inner.model() if self.features is None else _FeatureModel(self._inner.model(), self.augment)
+        return self._inner.model() if self.features is None else MappedInputModel(self._inner.model(), self._augmented)
 
     def genome_only(self) -> Surrogate:
         """The inner surrogate fitted on the genomes alone, for predictions at many points where features would
@@ -82,24 +88,3 @@ class ForestWithFeatures(FeatureSurrogate):
     """`RandomForestSurrogate` on ``[genome, features]``: ``rf-f0``."""
 
     inner = RandomForestSurrogate
-
-
-class _FeatureModel(Model):
-    """The inner surrogate's BoTorch model, called on genomes with their features appended, so that the
-    acquisition sees genomes and the joint posterior of a q-batch is the inner model's. The features are computed
-    in numpy (no gradient): the acquisitions here pick from a pool and never differentiate."""
-
-    def __init__(self, inner: Model, augment: Callable[[np.ndarray], np.ndarray]) -> None:
-        super().__init__()
-        self.inner, self._augment = inner, augment
-
-    @property
-    def num_outputs(self) -> int:
-        return self.inner.num_outputs
-
-    def posterior(self, X: torch.Tensor, output_indices=None, observation_noise=False, posterior_transform=None,
-                  **kwargs):
-        flat = X.detach().reshape(-1, X.shape[-1]).cpu().numpy()
-        augmented = torch.as_tensor(self._augment(flat), dtype=X.dtype).reshape(*X.shape[:-1], -1)
-        return self.inner.posterior(augmented, output_indices=output_indices, observation_noise=observation_noise,
-                                    posterior_transform=posterior_transform, **kwargs)

@@ -24,7 +24,7 @@ from botorch.models.model import Model
 from botorch.models.transforms import Normalize, Standardize
 from gpytorch.mlls import ExactMarginalLogLikelihood
 
-from surrogate_emo.surrogates.base import Surrogate, SurrogateError
+from surrogate_emo.surrogates.base import MappedInputModel, Surrogate, SurrogateError
 
 TARGET = 1.0  # the fidelity predicted: the full fine-tune
 
@@ -87,7 +87,7 @@ class MultiFidelityGP(Surrogate):
             warnings.simplefilter("ignore")  # BoTorch warns on every optimizer restart
             fit_gpytorch_mll(ExactMarginalLogLikelihood(self._gp.likelihood, self._gp))
         self._gp.eval()
-        self._model = AtFidelity(self._gp, TARGET)
+        self._model = MappedInputModel(self._gp, _at_target)
 
     def _predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
@@ -98,20 +98,6 @@ class MultiFidelityGP(Surrogate):
         return self._model
 
 
-class AtFidelity(Model):
-    """A multi-fidelity model seen at one fidelity: genomes get it appended as their last input (in torch, so
-    gradients with respect to the genome pass)."""
-
-    def __init__(self, inner: Model, fidelity: float) -> None:
-        super().__init__()
-        self.inner, self.fidelity = inner, fidelity
-
-    @property
-    def num_outputs(self) -> int:
-        return self.inner.num_outputs
-
-    def posterior(self, X: torch.Tensor, output_indices=None, observation_noise=False, posterior_transform=None,
-                  **kwargs):
-        at = torch.cat([X, X.new_full((*X.shape[:-1], 1), self.fidelity)], dim=-1)
-        return self.inner.posterior(at, output_indices=output_indices, observation_noise=observation_noise,
-                                    posterior_transform=posterior_transform, **kwargs)
+def _at_target(X: torch.Tensor) -> torch.Tensor:
+    """Genomes with the target fidelity appended, in torch: gradients with respect to the genome pass."""
+    return torch.cat([X, X.new_full((*X.shape[:-1], 1), TARGET)], dim=-1)
