@@ -27,12 +27,32 @@ BANDS = (30, 60, 100, 170, 300)  # narrow bands of the params ratio inside 30x t
 FRACTIONS = (0.125, 0.25)  # short fine-tunes, as fractions of the full one's steps
 
 
+def in_band(evaluations) -> list:
+    """The successful evaluations compressed between ``BANDS[0]``x and ``BANDS[-1]``x."""
+    return [e for e in evaluations if e.ok and BANDS[0] <= 1 / e.ratios["params"] < BANDS[-1]]
+
+
+def band_counts(compression: np.ndarray) -> list[str]:
+    """Genomes per narrow band of compression (table cells)."""
+    return [str(int(((compression >= a) & (compression < b)).sum())) for a, b in zip(BANDS, BANDS[1:])]
+
+
+def band_spearman(values: np.ndarray, truth: np.ndarray, compression: np.ndarray) -> list[str]:
+    """Spearman of ``values`` with ``truth`` within each narrow band of compression (table cells; '–' under 5
+    genomes): size, which every fidelity follows, does not count within a band."""
+    cells = []
+    for a, b in zip(BANDS, BANDS[1:]):
+        inside = (compression >= a) & (compression < b)
+        cells.append(f"{spearmanr(values[inside], truth[inside]).statistic:.2f}" if inside.sum() > 4 else "–")
+    return cells
+
+
 def main() -> None:
     seed = int(sys.argv[1]) if len(sys.argv) > 1 else 0
     run = STUDY / "lenet-300-100_fashion-mnist" / f"nsga2_seed{seed}"
     config, evaluations, _ = run_config(run)
     setup = prepare(config)
-    chosen = [e for e in evaluations if e.ok and BANDS[0] <= 1 / e.ratios["params"] < BANDS[-1]]
+    chosen = in_band(evaluations)
     compression = np.array([1 / e.ratios["params"] for e in chosen])
     full = np.array([e.error for e in chosen])
     columns = {"fidelity 0 (no fine-tuning)": setup.zero_shot.errors(np.array([e.genome for e in chosen]))}
@@ -52,13 +72,9 @@ def main() -> None:
              "fine-tune's seed.", "",
              "| cheap error | whole band | " + " | ".join(f"{a}-{b}x" for a, b in bands) + " |",
              "|---|---|" + "---|" * len(bands),
-             "| genomes | " + f"{len(chosen)} | " + " | ".join(
-                 str(int(((compression >= a) & (compression < b)).sum())) for a, b in bands) + " |"]
+             "| genomes | " + f"{len(chosen)} | " + " | ".join(band_counts(compression)) + " |"]
     for name, cheap in columns.items():
-        cells = [f"{spearmanr(cheap, full).statistic:.2f}"]
-        for a, b in bands:
-            inside = (compression >= a) & (compression < b)
-            cells.append(f"{spearmanr(cheap[inside], full[inside]).statistic:.2f}" if inside.sum() > 4 else "–")
+        cells = [f"{spearmanr(cheap, full).statistic:.2f}", *band_spearman(cheap, full, compression)]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     out = STUDY / f"band_fidelity_seed{seed}.md"
     out.write_text("\n".join(lines) + "\n")

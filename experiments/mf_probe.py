@@ -22,9 +22,8 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from scipy.stats import spearmanr
-
-from multifidelity_compare import STUDIES  # this folder's: python experiments/mf_probe.py
+from band_fidelity import BANDS, band_counts, band_spearman, in_band  # this folder's: python experiments/mf_probe.py
+from multifidelity_compare import STUDIES
 from surrogate_emo.exporting import run_config
 from surrogate_emo.fidelity import ShortFineTune
 from surrogate_emo.pipeline import prepare
@@ -32,7 +31,6 @@ from surrogate_emo.surrogates import Cheaper, make_surrogate
 
 STUDY = STUDIES["shared"]["new"]
 LOOP = "surrogate_gp_f0_design_joint"
-BANDS = (30, 60, 100, 170, 300)  # narrow bands of the params ratio inside 30x to 300x
 FRACTION = 0.25  # the short fine-tune's share of the full one's steps
 FLOOR = 1e-3  # the loops' floor of the log error
 
@@ -49,7 +47,7 @@ def main() -> None:
     setup = prepare(config)
     archive = [e for e in loop if e.ok]
     X, Y = np.array([e.genome for e in archive]), log_error([e.error for e in archive])
-    band = [e for e in nsga2 if e.ok and BANDS[0] <= 1 / e.ratios["params"] < BANDS[-1]]
+    band = in_band(nsga2)
     genomes = np.array([e.genome for e in band])
     truth = np.array([e.error for e in band])
     compression = np.array([1 / e.ratios["params"] for e in band])
@@ -79,15 +77,10 @@ def main() -> None:
              "- recorded| in error.", "",
              "| model | " + " | ".join(f"{a}-{b}x" for a, b in bands) + " | median miss |",
              "|---|" + "---|" * len(bands) + "---|",
-             "| held-out genomes | " + " | ".join(
-                 str(int((held & (compression >= a) & (compression < b)).sum())) for a, b in bands) + " | |"]
+             "| held-out genomes | " + " | ".join(band_counts(compression[held])) + " | |"]
     for name, model in models.items():
         predicted = np.exp(model.predict(genomes[held])[0][:, 0])
-        cells = []
-        for a, b in bands:
-            inside = ((compression >= a) & (compression < b))[held]
-            cells.append(f"{spearmanr(predicted[inside], truth[held][inside]).statistic:.2f}"
-                         if inside.sum() > 4 else "–")
+        cells = band_spearman(predicted, truth[held], compression[held])
         miss = np.median(np.abs(predicted - truth[held]))
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {miss:.3f} |")
     out = STUDY / f"mf_probe_seed{seed}.md"
