@@ -55,7 +55,8 @@ STUDIES = {
     "lenet5": dict(title="study 3 (LeNet-5", new=Path("results/lenet5_multifidelity"),
                    old=Path("results/lenet5_fashion/lenet-5_fashion-mnist"), seeds=range(3), budget=60, nsga2=600,
                    new_methods=("surrogate_rf_f0", "surrogate_gp_f0_design", "surrogate_gp_f0_design_useful",
-                                "surrogate_gp_mf_design_useful_short4"),
+                                "surrogate_gp_mf_design_useful_short4",
+                                "surrogate_gp_mf_design_useful_short4_list24"),
                    old_methods=("surrogate_gp", "surrogate_rf", "nsga2"),
                    longer=dict(nsga2=Path("results/lenet5_nsga2_600/lenet-5_fashion-mnist"))),
 }
