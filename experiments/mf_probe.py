@@ -27,16 +27,16 @@ from multifidelity_compare import STUDIES
 from surrogate_emo.exporting import run_config
 from surrogate_emo.fidelity import ShortFineTune
 from surrogate_emo.pipeline import prepare
+from surrogate_emo.search.surrogate import LOG_FLOOR
 from surrogate_emo.surrogates import Cheaper, make_surrogate
 
 STUDY = STUDIES["shared"]["new"]
 LOOP = "surrogate_gp_f0_design_joint"
 FRACTION = 0.25  # the short fine-tune's share of the full one's steps
-FLOOR = 1e-3  # the loops' floor of the log error
 
 
 def log_error(errors) -> np.ndarray:
-    return np.log(np.maximum(np.asarray(errors, dtype=np.float64), FLOOR))[:, None]
+    return np.log(np.maximum(np.asarray(errors, dtype=np.float64), LOG_FLOOR))[:, None]
 
 
 def main() -> None:
