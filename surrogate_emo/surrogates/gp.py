@@ -46,32 +46,15 @@ class GPSurrogate(Surrogate):
         kernel = ScaleKernel(MaternKernel(nu=2.5, ard_num_dims=X.shape[1], batch_shape=batch), batch_shape=batch)
         self._gp = SingleTaskGP(train_x, train_y, covar_module=kernel, input_transform=Normalize(d=X.shape[1]),
                                 outcome_transform=Standardize(m=Y.shape[1]))
-        self._load(self._start)
+        start_from(self._gp, self._start)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # BoTorch warns on every optimizer restart; the fit is checked below
             fit_gpytorch_mll(ExactMarginalLogLikelihood(self._gp.likelihood, self._gp))
         self._gp.eval()
 
-    def _load(self, start: dict | None) -> None:
-        """Set the hyperparameters (raw, as the optimizer sees them) to ``start``'s where it has every one of them
-        in the same shape, each lengthscale at most `WARM_LENGTHSCALE_CAP`; otherwise leave the defaults (a first
-        fit, or another number of inputs)."""
-        params = dict(self._gp.named_parameters())
-        if not start or start.keys() != params.keys():
-            return
-        values = {name: torch.as_tensor(value, dtype=params[name].dtype) for name, value in start.items()}
-        if any(values[name].shape != param.shape for name, param in params.items()):
-            return
-        for name in values:
-            if name.endswith("raw_lengthscale"):
-                values[name] = values[name].clamp(max=WARM_LENGTHSCALE_CAP)
-        with torch.no_grad():
-            for name, param in params.items():
-                param.copy_(values[name])
-
     def state(self) -> dict:
         """The fitted hyperparameters, raw, as lists of floats (exact through JSON)."""
-        return {name: param.detach().tolist() for name, param in self._gp.named_parameters()}
+        return hyperparameters(self._gp)
 
     def _predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
@@ -80,3 +63,27 @@ class GPSurrogate(Surrogate):
 
     def model(self) -> Model:
         return self._gp  # the real joint posterior, so q-batches are conditioned on each other
+
+
+def hyperparameters(gp: torch.nn.Module) -> dict:
+    """A fitted GP's hyperparameters, raw (as the optimizer sees them), as lists of floats: exact through JSON, so
+    stored with the trials they let a resumed run start its next fit where the interrupted one would have."""
+    return {name: param.detach().tolist() for name, param in gp.named_parameters()}
+
+
+def start_from(gp: torch.nn.Module, start: dict | None) -> None:
+    """Set ``gp``'s raw hyperparameters to ``start``'s (`hyperparameters` of an earlier fit) where it has every one
+    of them in the same shape, each raw lengthscale at most `WARM_LENGTHSCALE_CAP`; otherwise leave the defaults (a
+    first fit, or another number of inputs)."""
+    params = dict(gp.named_parameters())
+    if not start or start.keys() != params.keys():
+        return
+    values = {name: torch.as_tensor(value, dtype=params[name].dtype) for name, value in start.items()}
+    if any(values[name].shape != param.shape for name, param in params.items()):
+        return
+    for name in values:
+        if name.endswith("raw_lengthscale"):
+            values[name] = values[name].clamp(max=WARM_LENGTHSCALE_CAP)
+    with torch.no_grad():
+        for name, param in params.items():
+            param.copy_(values[name])
