@@ -302,10 +302,10 @@ class ShiftedShortFineTune(FakeShortFineTune):
         return ZDT1.evaluate(X)[:, 1] + 0.5
 
 
-def multi_fidelity_loop(short):
+def multi_fidelity_loop(short, **options):
     """gp-mf with a shortlist on ZDT1, its second objective expensive and its first (x1) exact and cheap."""
     return make(surrogate="gp-mf", shortlist=5, short=short, n_expensive=1, cheap=lambda X: X[:, :1],
-                ref_point=[11.0, 1.1])
+                ref_point=[11.0, 1.1], **options)
 
 
 def drive_expensive_second(search, budget, notes):
@@ -330,6 +330,31 @@ def test_a_multi_fidelity_loop_models_every_short_fine_tune_and_resumes_to_the_s
     assert np.allclose(modelled.Y[:, 0], ZDT1.evaluate(modelled.X)[:, 1] + 0.5)
     replay = multi_fidelity_loop(ShiftedShortFineTune())
     replay.restore(stored[:12])  # a resumed run: the same archive and shortlists, the same batch
+    replay.tell(search.X[:12], ZDT1.evaluate(search.X[:12])[:, ::-1])
+    assert np.array_equal(replay.ask(2), search.X[12:14])
+
+
+def test_a_warm_multi_fidelity_loop_refits_from_its_iterations_first_fit_and_resumes_to_the_same_batch(monkeypatch):
+    from surrogate_emo.surrogates.multifidelity import MultiFidelityGP
+
+    fits, original = [], MultiFidelityGP._fit
+
+    def recorded(self, X, Y):
+        original(self, X, Y)
+        fits.append((self._start, self.state()))
+
+    monkeypatch.setattr(MultiFidelityGP, "_fit", recorded)
+    stored = []
+    search = drive_expensive_second(multi_fidelity_loop(ShiftedShortFineTune(), refit="warm"), 16, stored)
+    assert len(fits) == 2 * 4  # per iteration of 2: a fit before the shortlist, a refit with its short fine-tunes
+    assert fits[0][0] is None  # the first from the defaults
+    for (_, first), (refit_start, refitted) in zip(fits[0::2], fits[1::2]):
+        assert refit_start == first  # the refit from the same iteration's first fit
+    for (_, refitted), (next_start, _) in zip(fits[1::2], fits[2::2]):
+        assert next_start == refitted  # the next iteration from the last fit before it
+    assert stored[10]["fit_state"] == {"gp-mf": fits[3][1]}  # kept with the trials: their iteration's last fit
+    replay = multi_fidelity_loop(ShiftedShortFineTune(), refit="warm")
+    replay.restore(stored[:12])
     replay.tell(search.X[:12], ZDT1.evaluate(search.X[:12])[:, ::-1])
     assert np.array_equal(replay.ask(2), search.X[12:14])
 

@@ -139,6 +139,19 @@ def test_a_fit_started_from_an_earlier_state_reaches_the_cold_fit(surrogate_clas
     assert np.abs(warm - cold).max() < 0.02 * np.ptp(smooth(X_test))
 
 
+def test_a_multi_fidelity_fit_started_from_an_earlier_state_reaches_the_cold_fit(data):
+    X, X_test = data
+    few, others = X[:20], X[20:]
+    short = Cheaper(others, smooth(others) + 0.5, fidelity=0.25)
+    earlier = make_surrogate("gp-mf", seed=0, cheaper=Cheaper(others[:-10], short.Y[:-10], 0.25)).fit(
+        few[:-4], smooth(few[:-4]))  # the iteration before: four full and ten short observations fewer
+    state = earlier.state()
+    assert json.loads(json.dumps(state)) == state and any("fidelity" in name or "power" in name for name in state)
+    cold = make_surrogate("gp-mf", seed=0, cheaper=short).fit(few, smooth(few)).predict(X_test)[0]
+    warm = make_surrogate("gp-mf", seed=0, cheaper=short).fit(few, smooth(few), start=state).predict(X_test)[0]
+    assert np.abs(warm - cold).max() < 0.02 * np.ptp(smooth(X_test))
+
+
 def test_a_gp_start_of_another_shape_is_ignored(data):
     X, X_test = data
     other = make_surrogate("gp", seed=0).fit(X[:, :2], smooth(X)).state()  # two inputs, not three

@@ -320,7 +320,12 @@ class SurrogateSearch(Search):
 
     def _fitted(self, name: str, seed: int, features: Features | None = None, key: str | None = None) -> Surrogate:
         """Surrogate ``name`` fitted to the archive's expensive objectives, on a log scale if asked, reading
-        ``features`` (default: fidelity 0); warm refits start from the state kept under ``key`` (default: ``name``)."""
+        ``features`` (default: fidelity 0); warm refits start from the state kept under ``key`` (default: ``name``),
+        or from this iteration's earlier fit under it where there is one (a multi-fidelity GP refitted with the
+        shortlist's short fine-tunes: the same archive and a shortlist more, so its optimum is closer still)."""
+        key = key or name
+        earlier = self._fitted_now.get(key) if self.refit == "warm" else None
+        start = earlier.state() if earlier is not None else self._fit_states.get(key)
         expensive = self.F[:, : self.n_expensive]
         if self.log_scale:
             # errors span decades at the interesting end: on a log scale the GP's error there halves (measured);
@@ -328,8 +333,8 @@ class SurrogateSearch(Search):
             expensive = np.log(np.maximum(expensive, LOG_FLOOR))
         cheaper = self._cheaper() if self.models_short else None
         fitted = make_surrogate(name, seed=seed, features=features or self.features, cheaper=cheaper).fit(
-            self.X, expensive, start=self._fit_states.get(key or name))
-        self._fitted_now[key or name] = fitted
+            self.X, expensive, start=start)
+        self._fitted_now[key] = fitted
         return fitted
 
     def annotations(self, X: np.ndarray) -> list[dict]:
