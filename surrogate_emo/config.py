@@ -161,8 +161,9 @@ class RunConfig:
                              "every objective is modelled (a test problem) and with gp. 0: the pool's points as they are",
                              LOOP)
     refit: str = _opt("cold", "how the loop refits its GPs each iteration: cold from the defaults, or warm from the "
-                      "last fit's hyperparameters (stored with the trials; fewer optimizer steps on one refit, but "
-                      "chains of them settled in worse optima on LeNet-300-100: results/warm_refit_drift)", LOOP,
+                      "last fit's hyperparameters, each lengthscale started at most at 3 (stored with the trials; "
+                      "for gp-mf on LeNet-300-100 a quarter of the cold fits' time at their likelihoods; uncapped, "
+                      "chains of gp fits settled in worse optima: results/warm_refit_drift)", LOOP,
                       choices=("warm", "cold"))
     shortlist: int = _opt(0, "fidelity 1: candidates per iteration the infill shortlists and fine-tunes briefly "
                           "(shortlist_fraction of the steps); the batch is then chosen among them by the surrogate "
