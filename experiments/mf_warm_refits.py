@@ -27,8 +27,8 @@ import warnings
 
 import numpy as np
 import torch
-from gpytorch.mlls import ExactMarginalLogLikelihood
 from multifidelity_compare import STUDIES  # this folder's: python experiments/mf_warm_refits.py
+from warm_refit_drift import negative_log_likelihood
 
 from surrogate_emo.exporting import run_config
 from surrogate_emo.pipeline import prepare
@@ -37,18 +37,6 @@ from surrogate_emo.surrogates import Cheaper, make_surrogate
 
 STUDY = STUDIES["shared"]["new"]
 LOOP = "surrogate_gp_mf_design_joint_short4_list24_warm"
-
-
-def negative_log_likelihood(surrogate) -> float:
-    """Per observation, at the fitted hyperparameters."""
-    model = surrogate._gp
-    model.train()
-    try:
-        with torch.no_grad():
-            mll = ExactMarginalLogLikelihood(model.likelihood, model)
-            return float(-mll(model(*model.train_inputs), model.train_targets).sum())
-    finally:
-        model.eval()
 
 
 def iteration_seed(seed: int, archive: int) -> int:
@@ -102,7 +90,7 @@ def main() -> None:
                 fitted = make_surrogate("gp-mf", seed=fit_seed, cheaper=cheaper).fit(
                     X[:archive], Y[:archive], start=state if way == "warm" else None)
                 row[f"{step} {way} s"] = time.perf_counter() - began
-                row[f"{step} {way} nll"] = negative_log_likelihood(fitted)
+                row[f"{step} {way} nll"] = negative_log_likelihood(fitted._gp)
                 if way == "warm":
                     warm_state = fitted.state()
             state = warm_state

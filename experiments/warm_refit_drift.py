@@ -45,8 +45,8 @@ def config(seed: int) -> RunConfig:
                      warm_start=False, screen_size=1000, seed=seed, progress=False)
 
 
-def negative_log_likelihood(surrogate) -> float:
-    model = surrogate._inner.model()
+def negative_log_likelihood(model) -> float:
+    """A fitted GP's (BoTorch model) negative log marginal likelihood on its training data, per observation."""
     model.train()
     try:
         with torch.no_grad():
@@ -65,7 +65,7 @@ def chain(X: np.ndarray, Y: np.ndarray, features, sizes) -> list[dict]:
             gp.WARM_LENGTHSCALE_CAP = float("inf") if way == "warm, uncapped" else cap
             started = time.perf_counter()
             fitted = make_surrogate("gp-f0", seed=0, features=features).fit(X[:n], Y[:n], start=states.get(way))
-            row[way] = (negative_log_likelihood(fitted), time.perf_counter() - started)
+            row[way] = (negative_log_likelihood(fitted._inner.model()), time.perf_counter() - started)
             if way in states:
                 states[way] = fitted.state()
         gp.WARM_LENGTHSCALE_CAP = cap
