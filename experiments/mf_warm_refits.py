@@ -32,16 +32,11 @@ from warm_refit_drift import negative_log_likelihood
 
 from surrogate_emo.exporting import run_config
 from surrogate_emo.pipeline import prepare
-from surrogate_emo.search.surrogate import LOG_FLOOR
+from surrogate_emo.search.surrogate import LOG_FLOOR, iteration_seed, short_observations
 from surrogate_emo.surrogates import Cheaper, make_surrogate
 
 STUDY = STUDIES["shared"]["new"]
 LOOP = "surrogate_gp_mf_design_joint_short4_list24_warm"
-
-
-def iteration_seed(seed: int, archive: int) -> int:
-    """The loop's seed of the iteration at that archive size (`SurrogateSearch._iteration_seed`)."""
-    return int(np.random.SeedSequence([seed, archive]).generate_state(1)[0] % (2**31))
 
 
 def state_distance(a: dict, b: dict) -> float:
@@ -69,13 +64,7 @@ def main() -> None:
     rows, state, shortlists = [], None, []
 
     def data(archive: int) -> Cheaper:
-        seen, known = set(), []  # as the loop's _cheaper: each genome once, in the order they came
-        for row in np.vstack([X[:archive], *shortlists]):
-            if row.tobytes() not in seen:
-                seen.add(row.tobytes())
-                known.append(row)
-        known = np.array(known)
-        return Cheaper(known, np.log(np.maximum(short.errors(known), LOG_FLOOR))[:, None], short.fidelity)
+        return short_observations(short, X[:archive], shortlists, log_scale=True)
 
     for iteration, (archive, listed, stored) in sorted(iterations.items()):
         fit_seed = iteration_seed(config.seed, archive)

@@ -221,7 +221,7 @@ class SurrogateSearch(Search):
 
     def _iteration_seed(self) -> int:
         """The seed of the iteration at the archive's current size: a resumed run draws the same one."""
-        return int(np.random.SeedSequence([self.seed, len(self.X)]).generate_state(1)[0] % (2**31))
+        return iteration_seed(self.seed, len(self.X))
 
     def _context(self, surrogate: Surrogate, seed: int, ref: np.ndarray | None = None) -> InfillContext:
         """What an infill criterion sees: the fitted surrogate, the archive, the exact objectives, the reference
@@ -303,16 +303,7 @@ class SurrogateSearch(Search):
     def _cheaper(self) -> Cheaper:
         """The run's short fine-tunes, for a surrogate that models them: every archived genome's and every
         shortlisted one's, each once, in the order they came (so a resumed run fits on the same data)."""
-        seen, rows = set(), []
-        for row in np.vstack([self.X, *self._listed]):
-            if row.tobytes() not in seen:
-                seen.add(row.tobytes())
-                rows.append(row)
-        known = np.array(rows)
-        errors = self.short.errors(known)
-        # on the expensive objective's own scale, with its floor: the same quantity at a lower fidelity
-        observed = np.log(np.maximum(errors, LOG_FLOOR)) if self.log_scale else errors
-        return Cheaper(known, observed[:, None], self.short.fidelity)
+        return short_observations(self.short, self.X, self._listed, self.log_scale)
 
     def _with_short(self, X: np.ndarray) -> np.ndarray:
         """The features the refitted surrogate reads: fidelity 0 and fidelity 1."""
@@ -400,6 +391,27 @@ class SurrogateSearch(Search):
             known_rows = {row.tobytes() for row in known}
             fresh += [row for row in pool if row.tobytes() not in known_rows][: self.q - len(fresh)]
         return np.array(fresh).reshape(-1, self.dim)
+
+
+def iteration_seed(seed: int, archive: int) -> int:
+    """The seed of a loop's iteration: from the run's seed and the archive's size, so a resumed run (or a replay of
+    a stored one) draws the same."""
+    return int(np.random.SeedSequence([seed, archive]).generate_state(1)[0] % (2**31))
+
+
+def short_observations(short, X: np.ndarray, shortlists, log_scale: bool) -> Cheaper:
+    """The short fine-tunes a multi-fidelity surrogate models: of the archive ``X`` and of every shortlist, each
+    genome once, in the order they came (so a resumed run fits on the same data)."""
+    seen, rows = set(), []
+    for row in np.vstack([X, *shortlists]):
+        if row.tobytes() not in seen:
+            seen.add(row.tobytes())
+            rows.append(row)
+    known = np.array(rows)
+    errors = short.errors(known)
+    # on the expensive objective's own scale, with its floor: the same quantity at a lower fidelity
+    observed = np.log(np.maximum(errors, LOG_FLOOR)) if log_scale else errors
+    return Cheaper(known, observed[:, None], short.fidelity)
 
 
 class _Timed:
