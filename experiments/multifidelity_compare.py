@@ -298,8 +298,8 @@ def main() -> None:
                          f"{', '.join(reach)} |")
         lines += ["", f"The loops against the peers after as many fine-tuning steps (error reference {label}): each "
                   "peer's archive cut, seed by seed, at the loop's steps / "
-                  f"{steps} evaluations, rounded up; median validation HV and rank-sum p against the loop. Where a peer's "
-                  "runs stop sooner, the loop's archive is cut instead, seed by seed, at the steps of the peer's "
+                  f"{steps} evaluations, rounded up; median validation HV and rank-sum p against the loop. Where a "
+                  "peer's runs stop sooner, the loop's archive is cut instead, seed by seed, at the steps of the peer's "
                   "shortest run: the loop's median HV there against the peer's, p.", "",
                   "| method | loop's median HV | equal evaluations (median) | "
                   + " | ".join(f"{m}: median HV, p" for m in peers) + " |", "|---|---|---|" + "---|" * len(peers)]
