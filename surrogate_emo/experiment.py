@@ -193,12 +193,14 @@ class Experiment:
 
 
 def is_finished(spec: RunSpec) -> bool:
-    """A run is finished when its summary says it spent its budget (or its time limit)."""
+    """A run is finished when its summary says it spent its budget, or the time limit the experiment still sets
+    (a limit is per session: a file that raises or drops it carries the run on towards its budget)."""
     path = spec.run_dir / "summary.json"
     if not path.exists():
         return False
     summary = json.loads(path.read_text())
-    return summary.get("true_evaluations", 0) >= spec.config.budget or summary.get("stopped_by") == "time_limit"
+    return summary.get("true_evaluations", 0) >= spec.config.budget or (
+        summary.get("stopped_by") == "time_limit" and summary.get("time_limit") == spec.config.time_limit)
 
 
 def run_one(spec: RunSpec) -> dict:

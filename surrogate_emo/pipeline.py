@@ -320,7 +320,7 @@ def run_problem(config: RunConfig) -> RunResult:
     evaluations = runner.history
     summary = {"run": config.name, "problem": evaluator.name, "search": config.search, "seed": config.seed,
                "budget": config.budget, "true_evaluations": len(evaluations), "stopped_by": runner.stopped_by,
-               "replayed_from_study": runner.replayed, "evaluated_now": runner.evaluated_now,
+               "time_limit": config.time_limit, "replayed_from_study": runner.replayed, "evaluated_now": runner.evaluated_now,
                "failed": sum(not e.ok for e in evaluations),
                "search_overhead_seconds_this_session": runner.search_seconds,
                "wall_seconds_this_session": time.perf_counter() - started,
@@ -349,7 +349,7 @@ def run(config: RunConfig) -> RunResult:
     summary = {
         "run": config.name, "dataset": config.dataset, "model": config.model, "search": config.search,
         "seed": config.seed, "budget": config.budget, "true_evaluations": len(evaluations),
-        "stopped_by": runner.stopped_by,
+        "stopped_by": runner.stopped_by, "time_limit": config.time_limit,
         "replayed_from_study": runner.replayed, "evaluated_now": runner.evaluated_now,
         "failed": sum(not e.ok for e in evaluations),
         "warm_started": sum(e.source.startswith("cache:") for e in evaluations),

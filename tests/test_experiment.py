@@ -329,3 +329,22 @@ def test_an_experiment_runs_its_recipes_and_reports_them(tmp_path):
     path.write_text(RECIPE_EXPERIMENT.format(out=tmp_path).replace('recipe = "olmp"', 'recipe = "nope"'))
     with pytest.raises(ConfigError, match="needs recipe = one of"):
         Experiment.from_file(path)
+
+
+def test_a_run_stopped_by_its_time_limit_is_done_until_the_file_changes_the_limit(tmp_path):
+    path = tmp_path / "timed.toml"
+    text = (f'name = "timed"\noutput_dir = "{tmp_path / "results"}"\nseeds = [0]\nproblems = ["zdt1"]\n'
+            '[base]\nbudget = 12\n[methods.nsga2]\nsearch = "nsga2"\npop_size = 4\ntime_limit = {limit}\n')
+    path.write_text(text.format(limit="1e-9"))  # stopped before its first batch
+    first = run_experiment(Experiment.from_file(path), jobs=1, progress=False)
+    summary_path = tmp_path / "results" / "timed" / "zdt1" / "nsga2_seed0" / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    assert first[0]["status"] == "ran" and summary["stopped_by"] == "time_limit" and summary["time_limit"] == 1e-9
+    assert summary["true_evaluations"] == 0
+    again = run_experiment(Experiment.from_file(path), jobs=1, progress=False)
+    assert again[0]["status"].startswith("skipped")  # the same limit: this session's share was spent
+    path.write_text(text.format(limit="600"))  # a longer limit carries it on to its budget
+    carried = run_experiment(Experiment.from_file(path), jobs=1, progress=False)
+    summary = json.loads(summary_path.read_text())
+    assert carried[0]["status"] == "ran" and summary["stopped_by"] == "budget"
+    assert summary["true_evaluations"] == 12 and summary["time_limit"] == 600
