@@ -305,15 +305,15 @@ def main() -> None:
                   + " | ".join(f"{m}: median HV, p" for m in peers) + " |", "|---|---|---|" + "---|" * len(peers)]
         for method in study.new_methods:
             values = at_budget[method]
-            equal = [-(-spent_steps(study.archive(method, s)[1][:budget]) // steps) for s in study.seeds_of(method)]
+            runs = [study.archive(method, s) for s in study.seeds_of(method)]  # read once, cut for every peer
+            equal = [-(-spent_steps(evaluations[:budget]) // steps) for _, evaluations in runs]
             cells = []
             for peer in peers:
                 archives = [long[peer, s] for s in study.seeds_of(method)]
                 if any(len(a) < n for a, n in zip(archives, equal)):  # the loop cut at the peer's steps instead
                     stop = min(len(a) for a in archives)
-                    cut = [cut_at_steps(study.archive(method, s)[1], stop * steps) for s in study.seeds_of(method)]
-                    ours = [hypervolume(study.archive(method, s)[0][:k], [ref, 1.0])
-                            for s, k in zip(study.seeds_of(method), cut)]
+                    cut = [cut_at_steps(evaluations, stop * steps) for _, evaluations in runs]
+                    ours = [hypervolume(F[:k], [ref, 1.0]) for (F, _), k in zip(runs, cut)]
                     theirs = [hypervolume(a[:stop], [ref, 1.0]) for a in archives]
                     cells.append(f"its runs stop at {stop}: the loop cut there ({int(np.median(cut))} evaluations) "
                                  f"{median(ours)} against {median(theirs)}, {p_value(ours, theirs)}")
