@@ -157,9 +157,13 @@ class Study:
         return json.loads((self.run_dir(method, seed) / "summary.json").read_text())
 
 
+def box_mask(F: np.ndarray, ref: float) -> np.ndarray:
+    """Which points of F lie inside the reference box (ref, 1): those a hypervolume counts."""
+    return (F[:, 0] < ref) & (F[:, 1] < 1.0)
+
+
 def in_box(F: np.ndarray, ref: float) -> int:
-    """How many points of F lie inside the reference box (ref, 1): those a hypervolume counts."""
-    return int(((F[:, 0] < ref) & (F[:, 1] < 1.0)).sum())
+    return int(box_mask(F, ref).sum())
 
 
 def best_subset_hv(F: np.ndarray, k: int, ref: float) -> float:
@@ -167,7 +171,7 @@ def best_subset_hv(F: np.ndarray, k: int, ref: float) -> float:
     has no subset selection. Exact by dynamic programming over the front sorted by the second objective: a chosen
     point's own slab reaches up to the next chosen point's, so best[j, i] (j points, the last with the largest second
     objective so far being i) extends best[j - 1, p] by (ref - f1_i) * (next - f2_i), built from the top down."""
-    inside = F[(F[:, 0] < ref) & (F[:, 1] < 1.0)]  # as `in_box` counts
+    inside = F[box_mask(F, ref)]
     if not len(inside) or k <= 0:
         return 0.0
     front = inside[pareto_indices(inside)]
