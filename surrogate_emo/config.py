@@ -28,13 +28,13 @@ BASE_FIELDS = ("dataset", "data_dir", "data_seed", "model", "base_epochs", "lr",
 # Fields a built-in search never reads: a resumed run may differ in them (a default changed since it started).
 _LOOP_ONLY = ("surrogate", "infill", "error_scale", "q", "n_init", "pool_size", "pool_generations", "screen_size",
               "screen_generations", "screen_design", "polish_steps", "refit", "shortlist", "shortlist_fraction",
-              "whole_range_share")
+              "whole_range_share", "useful_error", "useful_weight")
 _ACQUISITION_ONLY = ("error_reference",)  # read by the hypervolume acquisitions of the loop and of BoTorch
 UNUSED_FIELDS = {"nsga2": _LOOP_ONLY + _ACQUISITION_ONLY, "random": _LOOP_ONLY + _ACQUISITION_ONLY,
                  "surrogate": ("pop_size",),
                  "botorch": ("pop_size", "surrogate", "infill", "pool_size", "pool_generations", "screen_size",
                              "screen_generations", "screen_design", "polish_steps", "refit", "shortlist",
-                             "shortlist_fraction", "whole_range_share")}
+                             "shortlist_fraction", "whole_range_share", "useful_error", "useful_weight")}
 
 
 # The compression scheme of every run made before schemes were named; left out of `RunConfig.identity` when chosen.
@@ -44,7 +44,7 @@ DEFAULT_SCHEME = "lowrank-sparse"
 # defaults, so the runs and studies made before them keep their names and keys.
 LATER_FIELDS = ("scheme", "objective_decades", "coding", "index_bits", "dataflow", "recovery", "min_bits", "max_bits", "global_keep",
                 "final_schedule", "screen_size", "screen_generations", "screen_design", "polish_steps", "shortlist",
-                "shortlist_fraction", "error_reference", "whole_range_share")
+                "shortlist_fraction", "error_reference", "whole_range_share", "useful_error", "useful_weight")
 
 # What a stored run that lacks a field had: the cheap objectives were linear ratios before ``objective_scale``, and
 # the loop fitted its surrogates from scratch every iteration before ``refit`` (as it does again by default).
@@ -143,6 +143,11 @@ class RunConfig:
     whole_range_share: float = _opt(0.0, "with error_reference below 1: the share of each loop batch chosen with the "
                                     "reference at 1 instead, so one run both aims at the useful region and keeps the "
                                     "whole front (0.5: half of each batch)", LOOP)
+    useful_weight: float = _opt(0.0, "with useful_error: the loop's acquisition counts hypervolume below that error "
+                                "(1 + this) times, so its value is the improvement at error_reference plus this "
+                                "times the improvement at useful_error: one criterion for both, no split batch", LOOP)
+    useful_error: float | None = _opt(None, "the error below which useful_weight counts (e.g. the dense error + 0.1)",
+                                      LOOP)
     error_scale: str = _opt("log", "scale on which the surrogate models the error", LOOP, choices=("log", "linear"))
     q: int = _opt(4, "infill candidates truly evaluated per surrogate iteration", LOOP)
     n_init: int = _opt(20, "Latin-hypercube initial design of the surrogate loop (true evaluations)", LOOP)
@@ -260,6 +265,17 @@ class RunConfig:
              "0 while error_reference is 1 (the whole range already)"),
             ("whole_range_share", self.whole_range_share == 0 or self.search != "botorch",
              "0 with search botorch (its acquisition takes one reference point)"),
+            ("useful_weight", self.useful_weight >= 0, "a number >= 0"),
+            ("useful_weight", self.useful_weight == 0 or self.search == "surrogate",
+             "0 unless search is surrogate (the loop's acquisition alone weighs errors)"),
+            ("useful_weight", self.useful_weight == 0 or self.problem is None,
+             "0 with --problem (its first objective is no error)"),
+            ("useful_weight", self.useful_weight == 0 or self.whole_range_share == 0,
+             "0 with whole_range_share (a split batch or a weighted criterion, not both)"),
+            ("useful_error", (self.useful_error is None) == (self.useful_weight == 0),
+             "set exactly when useful_weight is above 0"),
+            ("useful_error", self.useful_error is None or 0 < self.useful_error < self.error_reference,
+             f"a number in (0, error_reference = {self.error_reference})"),
             ("n_init", self.n_init >= 2, "an integer >= 2"),
             ("pool_size", self.pool_size >= self.q, f"an integer >= q ({self.q})"),
             ("pool_generations", self.pool_generations >= 1, "an integer >= 1"),

@@ -55,15 +55,40 @@ class InfillContext:
     # known lower bounds of the expensive objectives (an error is never negative): a posterior sample below one is
     # raised to it, so the acquisition sees no improvement the problem cannot have
     lower_bounds: np.ndarray | None = None
+    # (useful error u, weight w): the hypervolume acquisitions count the region below error u (1 + w) times
+    error_weight: tuple[float, float] | None = None
 
     def sampled(self, samples: torch.Tensor) -> torch.Tensor:
         """The expensive objectives posterior samples stand for: exp()-ed back on a log scale, raised to the lower
-        bounds."""
+        bounds, the first on the weighted axis (`weighted`)."""
         if self.log_scale:
             samples = samples.exp()
         if self.lower_bounds is not None:
             samples = torch.maximum(samples, torch.as_tensor(self.lower_bounds, dtype=samples.dtype))
+        if self.error_weight is not None:
+            samples = torch.cat([self.weighted(samples[..., :1]), samples[..., 1:]], dim=-1)
         return samples
+
+    def weighted(self, errors):
+        """Errors (an array or a tensor) on the acquisition's axis: ``e + w min(e, u)`` with ``error_weight = (u,
+        w)``, unchanged without. The map is increasing, so it keeps every dominance, and stretches the axis (1 + w)
+        times below u: a hypervolume on it is the hypervolume at the reference plus w times the hypervolume up to
+        error u, one criterion for both references."""
+        if self.error_weight is None:
+            return errors
+        useful, weight = self.error_weight
+        return errors + weight * errors.clip(max=useful)
+
+    @property
+    def hv_F(self) -> np.ndarray:
+        """The archive's objectives with the error on the acquisition's axis (`weighted`)."""
+        return self.F if self.error_weight is None else np.hstack([self.weighted(self.F[:, :1]), self.F[:, 1:]])
+
+    @property
+    def hv_ref(self) -> np.ndarray:
+        """The reference point with the error on the acquisition's axis (`weighted`)."""
+        return self.ref_point if self.error_weight is None else np.concatenate(
+            [self.weighted(np.asarray(self.ref_point[:1], dtype=np.float64)), self.ref_point[1:]])
 
     def cheap_values(self, X: np.ndarray) -> np.ndarray:
         return self.cheap(X) if self.cheap is not None else np.zeros((len(X), 0))
@@ -75,7 +100,13 @@ class InfillContext:
 
 
 class Infill(ABC):
-    """Chooses ``q`` distinct rows of ``pool`` (`p x d`); returns their indices."""
+    """Chooses ``q`` distinct rows of ``pool`` (`p x d`); returns their indices.
+
+    A criterion that reads the archive and reference point through ``hv_F``, ``hv_ref`` and ``sampled`` honours
+    a context's ``error_weight`` and says so with ``weighs_errors``; the loop refuses the weight to the others.
+    """
+
+    weighs_errors = False
 
     def select(self, context: InfillContext, pool: np.ndarray, q: int) -> np.ndarray:
         q = min(q, len(pool))
@@ -152,8 +183,8 @@ def box_decomposition(ref: torch.Tensor, Y: torch.Tensor):
 
 def _ehvi(context: InfillContext, pool: np.ndarray) -> qLogExpectedHypervolumeImprovement:
     model, sampler = _sampler(context, pool)
-    ref = _maximize(context.ref_point)
-    partitioning = box_decomposition(ref, _maximize(context.F))
+    ref = _maximize(context.hv_ref)
+    partitioning = box_decomposition(ref, _maximize(context.hv_F))
     return qLogExpectedHypervolumeImprovement(model, ref_point=ref, partitioning=partitioning, sampler=sampler,
                                               objective=GenericMCMultiOutputObjective(botorch_objective(context)))
 
@@ -226,6 +257,8 @@ class EHVI(Infill):
     """Batch expected hypervolume improvement: BoTorch's ``qLogExpectedHypervolumeImprovement`` over a box
     decomposition of the archive's front, ``q`` candidates chosen by sequential conditioning over the whole pool
     (BoTorch's ``optimize_acqf_discrete``)."""
+
+    weighs_errors = True
 
     def _select(self, context, pool, q):
         return _pick_from_pool(_ehvi(context, pool), pool, q)
@@ -384,6 +417,8 @@ class JointEHVI(Infill):
     draws, as BoTorch's) in milliseconds. Each pick enters every sample's front at that sample's error, so a
     candidate correlated with an earlier pick adds little, unlike the believer batches of ``ehvi-exact``."""
 
+    weighs_errors = True
+
     def __init__(self, samples: int = MC_SAMPLES):
         self.samples = samples
 
@@ -396,7 +431,7 @@ class JointEHVI(Infill):
             posterior = model.posterior(torch.as_tensor(pool, dtype=torch.float64))
             sampler = get_sampler(posterior, sample_shape=torch.Size([self.samples]), seed=context.seed)
             errors = context.sampled(sampler(posterior))[..., 0].numpy()  # samples x pool, drawn jointly
-        return Staircase(context.F, context.cheap_values(pool)[:, 0], errors, context.ref_point)
+        return Staircase(context.hv_F, context.cheap_values(pool)[:, 0], errors, context.hv_ref)
 
     def _pick(self, staircase: Staircase, q: int) -> tuple[list[int], np.ndarray]:
         chosen, alone = [], None
@@ -429,6 +464,8 @@ class EHVIBands(Infill):
     """EHVI with one pick in each of ``q`` bands of the first cheap objective (quantiles over the pool), each
     conditioned on the picks before it: spreads a batch along the front instead of piling it where the front
     is flat. Needs a cheap objective; without one it is plain EHVI."""
+
+    weighs_errors = True
 
     def _select(self, context, pool, q):
         acquisition = _ehvi(context, pool)

@@ -131,6 +131,22 @@ def test_a_whole_range_share_without_an_aimed_reference_is_one_line(tmp_path, ca
     _one_line_error(capsys, "whole_range_share must be a fraction in [0, 1), got 1.0")
 
 
+def test_an_error_weight_without_its_useful_error_or_outside_the_loop_is_one_line(tmp_path, capsys):
+    assert main(_run(tmp_path, "--search", "surrogate", "--useful-weight", "4")) == 2
+    _one_line_error(capsys, "useful_error must be set exactly when useful_weight is above 0, got None")
+    assert main(_run(tmp_path, "--search", "surrogate", "--useful-error", "0.2")) == 2
+    _one_line_error(capsys, "useful_error must be set exactly when useful_weight is above 0, got 0.2")
+    assert main(_run(tmp_path, "--search", "surrogate", "--error-reference", "0.5", "--useful-error", "0.6",
+                     "--useful-weight", "4")) == 2
+    _one_line_error(capsys, "useful_error must be a number in (0, error_reference = 0.5), got 0.6")
+    assert main(_run(tmp_path, "--search", "nsga2", "--useful-error", "0.2", "--useful-weight", "4")) == 2
+    _one_line_error(capsys, "useful_weight must be 0 unless search is surrogate (the loop's acquisition alone weighs "
+                            "errors), got 4.0")
+    assert main(_run(tmp_path, "--search", "surrogate", "--infill", "parego", "--useful-error", "0.2",
+                     "--useful-weight", "4")) == 2
+    _one_line_error(capsys, "an error weight (useful error, weight) needs", "infill parego")
+
+
 def test_a_model_factory_that_raises_is_a_config_error(tmp_path, capsys):
     assert main(_run(tmp_path, "--model", "math:sqrt")) == 2
     _one_line_error(capsys, "model factory 'math:sqrt' must be callable as factory(input_shape, n_classes) -> "

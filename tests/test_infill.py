@@ -312,3 +312,61 @@ def test_the_joint_ehvi_shortlist_is_its_batch_then_the_best_alone():
     alone = criterion._staircase(ctx, pool).gains().mean(axis=0)
     rest = [i for i in np.argsort(-alone, kind="stable").tolist() if i not in batch][:5]
     assert listed == batch + rest
+
+
+def _weighted(ctx, useful, weight):
+    import dataclasses
+
+    return dataclasses.replace(ctx, error_weight=(useful, weight))
+
+
+def test_the_weighted_staircase_gain_is_the_gain_at_the_reference_plus_weight_times_the_gain_at_the_useful_error():
+    from surrogate_emo.front import hypervolume
+    from surrogate_emo.infill import JointEHVI
+
+    class Spread(Surrogate):  # independent Gaussians of the first gene's mean and the third gene's spread
+        def _fit(self, X, Y):
+            pass
+
+        def _predict(self, X):
+            return X[:, :1].copy(), X[:, 2:3] ** 2
+
+    archive = np.array([[0.1, 0.8, 0.1], [0.25, 0.5, 0.1], [0.4, 0.2, 0.1], [0.7, 0.05, 0.1], [1.3, 0.01, 0.1]])
+    pool = np.array([[0.15, 0.3, 0.1], [0.35, 0.1, 0.2], [0.05, 0.7, 0.05], [0.6, 0.01, 0.2], [0.28, 0.45, 0.02]])
+    plain = InfillContext(surrogate=Spread().fit(archive, archive[:, :1]), X=archive, F=archive[:, :2],
+                          n_expensive=1, cheap=lambda X: X[:, 1:2], ref_point=np.ones(2), seed=0)
+    useful, weight, criterion = 0.3, 4.0, JointEHVI(samples=16)
+    errors = criterion._staircase(plain, pool).errors  # the same draws: the weight changes only the axis
+    gains = criterion._staircase(_weighted(plain, useful, weight), pool).gains()
+    F = archive[:, :2]
+    for s in range(len(errors)):
+        by_hand = []
+        for j, row in enumerate(pool):
+            grown = np.vstack([F, [errors[s, j], row[1]]])
+            by_hand.append(sum(scale * (hypervolume(grown, ref) - hypervolume(F, ref))
+                               for scale, ref in ((1.0, np.ones(2)), (weight, np.array([useful, 1.0])))))
+        np.testing.assert_allclose(gains[s], by_hand, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["ehvi", "ehvi-lazy", "ehvi-joint"])
+def test_an_error_weight_turns_the_choice_to_the_useful_region(name):
+    # a far-end candidate gains more at reference 1; one below the useful error once that region counts 5 times
+    ctx = InfillContext(surrogate=Oracle().fit(POOL, POOL[:, :1]), X=np.array([[0.1, 0.8], [0.5, 0.3]]),
+                        F=np.array([[0.1, 0.8], [0.5, 0.3]]), n_expensive=1, cheap=lambda X: X[:, 1:2],
+                        ref_point=np.ones(2), seed=0)
+    pool = np.array([[0.7, 0.02], [0.18, 0.55]])  # gains 0.084 and 0.080 at reference 1; 0 and 0.005 up to 0.2
+    assert make_infill(name).select(ctx, pool, 1).tolist() == [0]
+    assert make_infill(name).select(_weighted(ctx, 0.2, 4.0), pool, 1).tolist() == [1]
+
+
+def test_a_search_refuses_an_error_weight_its_criterion_would_ignore():
+    from surrogate_emo.search import SurrogateSearch
+
+    for kwargs in (dict(infill="parego"), dict(infill="ehvi-joint", ref_point=[0.2, 1.0]),
+                   dict(infill="ehvi-joint", n_expensive=2, ref_point=[1.0, 1.0], cheap=None)):
+        with pytest.raises(ConfigError, match=r"an error weight \(useful error, weight\) needs one expensive "
+                                              r"objective, one reference point above the useful error"):
+            SurrogateSearch(3, 2, **{"n_expensive": 1, "cheap": lambda X: X[:, :1], **kwargs},
+                            error_weight=(0.3, 2.0))
+    search = SurrogateSearch(3, 2, n_expensive=1, cheap=lambda X: X[:, :1], infill="ehvi-joint", error_weight=(0.3, 2))
+    assert search.error_weight == (0.3, 2.0)

@@ -108,10 +108,12 @@ def test_killed_process_resumes_with_the_same_command(tmp_path):
                                        dict(surrogate="gp-mf", shortlist=5),
                                        dict(surrogate="gp-mf", shortlist=5, refit="warm"),
                                        dict(surrogate="gp-f0+rf-f0"),
-                                       dict(surrogate="gp-f0", error_reference=0.5, whole_range_share=0.5)],
+                                       dict(surrogate="gp-f0", error_reference=0.5, whole_range_share=0.5),
+                                       dict(surrogate="gp-mf", shortlist=5, refit="warm", infill="ehvi-joint",
+                                            useful_error=0.5, useful_weight=4.0)],
                          ids=["rf", "rf-f0 screened", "gp-f0 warm refits", "gp-f0 shortlist", "gp-mf shortlist",
                               "gp-mf shortlist warm refits", "portfolio",
-                              "two reference points"])
+                              "two reference points", "gp-mf shortlist weighted errors"])
 def test_surrogate_run_interrupted_mid_batch_resumes_to_the_same_archive(tmp_path, monkeypatch, surrogate):
     options = dict(search="surrogate", n_init=4, q=3, budget=13, pool_size=20, pool_generations=3,
                    final_test=False, **surrogate)

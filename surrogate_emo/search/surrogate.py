@@ -49,7 +49,9 @@ class SurrogateSearch(Search):
     picks its share by the infill criterion, never a model an earlier share of the batch picked. Several reference
     points (``ref_point`` as a `k x m` array, ``ref_shares`` the fraction of each batch per point, equal by
     default) split every batch the same way for a single surrogate, fitted once: one share can aim the acquisition
-    at the useful region (an error reference below 1) while another keeps the whole front.
+    at the useful region (an error reference below 1) while another keeps the whole front. An ``error_weight``
+    ``(u, w)`` instead keeps one batch and one criterion that values both: the hypervolume improvement at the
+    reference plus ``w`` times the improvement up to error ``u`` (`InfillContext.weighted`).
 
     Its proposals depend only on the seed, the archive it was told and, with ``refit="warm"``, the surrogates'
     states of the iteration before (a GP's fitted hyperparameters, from which the next fit starts: a quarter of
@@ -83,7 +85,7 @@ class SurrogateSearch(Search):
                  cheap: Callable[[np.ndarray], np.ndarray] | None = None, ref_point=None,
                  log_scale: bool = False, features: Features | None = None,
                  structure: Callable[[np.ndarray], list] | None = None, refit: str = "cold", shortlist: int = 0,
-                 short=None, ref_shares=None, lower_bounds=None) -> None:
+                 short=None, ref_shares=None, lower_bounds=None, error_weight=None) -> None:
         super().__init__(dim, n_obj, seed)
         if q < 1 or n_init < 2 or pool_size < q or pool_generations < 1 or screen_generations < 0:
             raise ConfigError(f"need q >= 1, n_init >= 2, pool_size >= q, pool_generations >= 1 and "
@@ -136,6 +138,16 @@ class SurrogateSearch(Search):
                               f"below the reference point's {self.ref_points[:, :n_expensive].min(axis=0).tolist()}; "
                               f"got {self.lower_bounds.tolist()}")
         self.ref_point = self.ref_points[0]
+        if error_weight is not None:
+            useful, weight = error_weight
+            if (n_expensive != 1 or len(self.ref_points) > 1 or not self.infill.weighs_errors or weight < 0
+                    or not 0 < useful < self.ref_point[0]):
+                raise ConfigError(f"an error weight (useful error, weight) needs one expensive objective, one reference "
+                                  f"point above the useful error, a weight >= 0 and a criterion that weighs errors "
+                                  f"(ehvi, ehvi-lazy, ehvi-joint, ehvi-bands); got {tuple(error_weight)}, "
+                                  f"{n_expensive} expensive, reference {self.ref_points.tolist()}, infill {infill}")
+            error_weight = (float(useful), float(weight))
+        self.error_weight = error_weight
         self.member_shares = _member_shares(self.ref_points, ref_shares, self.surrogates, shortlist)
         self._design = qmc.LatinHypercube(d=dim, seed=seed).random(screen_design or n_init)
         self._design_seconds = 0.0
@@ -157,7 +169,8 @@ class SurrogateSearch(Search):
                    polish_steps=config.polish_steps, n_expensive=n_expensive, cheap=cheap,
                    ref_point=ref_point, log_scale=config.error_scale == "log", features=features, structure=structure,
                    refit=config.refit, shortlist=config.shortlist, short=short, ref_shares=ref_shares,
-                   lower_bounds=lower_bounds)
+                   lower_bounds=lower_bounds,
+                   error_weight=None if config.useful_weight == 0 else (config.useful_error, config.useful_weight))
 
     def ask(self, n_max: int) -> np.ndarray:
         self._last = {}
@@ -227,7 +240,8 @@ class SurrogateSearch(Search):
         """What an infill criterion sees: the fitted surrogate, the archive, the exact objectives, the reference
         point (default: the first)."""
         return InfillContext(surrogate, self.X, self.F, self.n_expensive, self.cheap,
-                             self.ref_point if ref is None else ref, seed, self.log_scale, self.lower_bounds)
+                             self.ref_point if ref is None else ref, seed, self.log_scale, self.lower_bounds,
+                             self.error_weight)
 
     def _choose(self, n_max: int, seed: int) -> tuple[list[tuple[str, Surrogate, np.ndarray, np.ndarray]], dict]:
         """Per surrogate of the portfolio (or per reference point): fit, evolve the pool, pick its share of the
