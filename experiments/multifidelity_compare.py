@@ -29,6 +29,12 @@ from surrogate_emo.compare import load_run, objectives
 from surrogate_emo.evaluate import batch_of, cheap_objective, spent_steps
 from surrogate_emo.front import hypervolume, hypervolume_trace, pareto_indices
 
+# how the runs of the first studies shared the cores, the caveat every report's compute table ends with
+SHARED_CORES = ("Two runs shared the 2 cores in both studies, and a test suite ran beside some of the fidelity-0 runs; "
+                "BoTorch and the q = 1, linear-scale and design-40 loops of the shared-base study ran with up to five "
+                "processes on the 2 cores")
+INFLATED = ": their seconds are inflated, the steps are exact."
+
 STUDIES = {
     "lenet300": dict(title="study 2 (LeNet-300-100", new=Path("results/lenet300_multifidelity"),
                      old=Path("results/lenet300_fashion/lenet-300-100_fashion-mnist"), seeds=range(5), budget=100,
@@ -63,10 +69,7 @@ STUDIES = {
                    longer=dict(random=Path("results/lenet300_shared_peers_360/lenet-300-100_fashion-mnist"),
                                botorch=Path("results/lenet300_shared_peers_360/lenet-300-100_fashion-mnist")),
                    useful=0.211,
-                   seconds=("Two runs shared the 2 cores in both studies, and a test suite ran beside some of the "
-                            "fidelity-0 runs; BoTorch and the q = 1, linear-scale and design-40 loops of the shared-base "
-                            "study ran with up to five processes on the 2 cores, the weighted loop with three: their "
-                            "seconds are inflated, the steps are exact.")),
+                   seconds=SHARED_CORES + ", the weighted loop with three" + INFLATED),
     # the half-epoch shortlist loop, chosen on seeds 0 to 4 above, against NSGA-II@1000 on seeds no design was tried on
     "fresh": dict(title="NSGA-II on held-out seeds (LeNet-300-100", new=Path("results/lenet300_fresh_seeds"),
                   old=Path("results/lenet300_fresh_seeds/lenet-300-100_fashion-mnist"), seeds=range(5, 7),
@@ -100,9 +103,7 @@ def band_hvs(F: np.ndarray, ref: float, edges) -> list[float]:
 class Study:
     """Where a comparison's runs lie, and what they spent."""
 
-    seconds = ("Two runs shared the 2 cores in both studies, and a test suite ran beside some of the fidelity-0 runs; "
-               "BoTorch and the q = 1, linear-scale and design-40 loops of the shared-base study ran with up to five "
-               "processes on the 2 cores: their seconds are inflated, the steps are exact.")
+    seconds = SHARED_CORES + INFLATED
 
     def __init__(self, name: str) -> None:
         self.__dict__.update(STUDIES[name])
