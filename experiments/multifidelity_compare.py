@@ -22,8 +22,12 @@ import json
 import sys
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 from scipy.stats import mannwhitneyu
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
 from surrogate_emo.compare import load_run, objectives
 from surrogate_emo.evaluate import batch_of, cheap_objective, spent_steps
@@ -209,6 +213,65 @@ def p_value(a, b) -> str:
     return f"{mannwhitneyu(a, b, alternative='two-sided').pvalue:.3f}"
 
 
+# how a method of the both-references figure is coloured, by what its name says it is (first match)
+FAMILIES = {
+    "peer": lambda method, study: method in study.old_methods,
+    "weighted both references (useful_weight)": lambda method, study: method.rsplit("_", 1)[-1][:6] == "useful"
+                                                                      and method[-1].isdigit(),
+    "aimed at the useful reference (all or half a batch)": lambda method, study: "useful" in method or "both" in method,
+    "whole range": lambda method, study: True,
+}
+FAMILY_COLOURS = dict(zip(FAMILIES, ("tab:gray", "tab:red", "tab:orange", "tab:blue")))
+
+
+def both_references(study: Study, refs, figure: Path) -> list[str]:
+    """Each method's median test hypervolume at both error references, set against NSGA-II's on both at once: the
+    lines of a table, and a figure with one dot per method and NSGA-II's two medians as crosshairs, so a method that
+    meets NSGA-II at both lies in the upper right."""
+    (label_1, ref_1), (label_u, ref_u) = refs
+    medians = {m: [float(np.median([study.test_hv(m, s, ref) for s in study.seeds_of(m)])) for ref in (ref_1, ref_u)]
+               for m in study.methods}
+    goal = medians["nsga2"]
+    lines = ["## Both references at once", "",
+             f"Each method's median test hypervolume at error reference {label_1} and at {label_u}, and how far it "
+             f"stands from NSGA-II@{study.nsga2:,}'s median there (positive: ahead). The figure "
+             f"({figure.name}) puts each method at its two medians; NSGA-II's are the dashed lines.", "",
+             f"| # | method | median at {ref_1:g} | vs NSGA-II | median at {ref_u:.3g} | vs NSGA-II | ahead at both |",
+             "|---|---|---|---|---|---|---|"]
+    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    seen: set[str] = set()
+    ax.axvline(goal[0], color="0.4", linestyle="--", linewidth=1)
+    ax.axhline(goal[1], color="0.4", linestyle="--", linewidth=1)
+    for number, method in enumerate(m for m in study.methods if m != "nsga2"):
+        hv_1, hv_u = medians[method]
+        both = hv_1 >= goal[0] and hv_u >= goal[1]
+        lines.append(f"| {number + 1} | {method} | {hv_1:.4f} | {hv_1 - goal[0]:+.4f} | {hv_u:.4f} | "
+                     f"{hv_u - goal[1]:+.4f} | {'yes' if both else 'no'} |")
+        family = next(f for f, is_it in FAMILIES.items() if is_it(method, study))
+        ax.scatter(hv_1, hv_u, color=FAMILY_COLOURS[family], s=28, zorder=3,
+                   label=family if family not in seen else None)
+        seen.add(family)
+        ax.annotate(str(number + 1), (hv_1, hv_u), textcoords="offset points", xytext=(4, 3), fontsize=8)
+    lines += [f"| – | nsga2 | {goal[0]:.4f} | – | {goal[1]:.4f} | – | – |", ""]
+    ax.set_xlabel(f"median test hypervolume, error reference {ref_1:g}")
+    ax.set_ylabel(f"median test hypervolume, error reference {ref_u:.3g}")
+    ax.set_title(f"{study.title.split(' (')[0]}: both references (numbers: the table in compare.md)", fontsize=10)
+    # zoom onto the loops near NSGA-II: the aimed loops and the peers far off are clipped at the edges
+    near = [m for m, v in medians.items() if v[0] >= goal[0] - 0.03 and v[1] >= goal[1] - 0.003]
+    box = np.array([medians[m] for m in near])
+    ax.set_xlim(box[:, 0].min() - 0.002, box[:, 0].max() + 0.002)
+    ax.set_ylim(box[:, 1].min() - 0.0003, box[:, 1].max() + 0.0003)
+    off = [str(n + 1) for n, m in enumerate(m for m in study.methods if m != "nsga2") if m not in near]
+    if off:
+        ax.text(0.99, 0.01, "off the figure: " + ", ".join(off), transform=ax.transAxes, ha="right", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(figure, dpi=120)
+    plt.close(fig)
+    return lines
+
+
 def main() -> None:
     study = Study(sys.argv[1] if len(sys.argv) > 1 else "lenet300")
     budget, seeds, top = study.budget, study.seeds, study.nsga2
@@ -237,6 +300,8 @@ def main() -> None:
                          f"{', '.join(f'{v:.4f}' for v in values)} | {median(values)} | "
                          f"{'–' if method == 'nsga2' else p_value(values, nsga)} |")
         lines.append("")
+
+    lines += both_references(study, refs, study.new / "both_references.png")
 
     thresholds = (1, 3, 10, 20, 30, 100, 300)
     lines += ["## Where along the front: the best test error at each compression", "",
