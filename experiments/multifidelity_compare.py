@@ -217,7 +217,7 @@ def p_value(a, b) -> str:
 
 # how a method of the both-references figure is coloured, by what its name says it is (first match)
 FAMILIES = {
-    "peer": lambda method, study: method in study.old_methods,
+    "the compared study's own runs": lambda method, study: method in study.old_methods,
     "weighted both references (useful_weight)": lambda method, study: method.rsplit("_", 1)[-1][:6] == "useful"
                                                                       and method[-1].isdigit(),
     "aimed at the useful reference (all or half a batch)": lambda method, study: "useful" in method or "both" in method,
@@ -247,8 +247,8 @@ def both_references(study: Study, refs, figure: Path) -> list[str]:
     for number, method in enumerate(m for m in study.methods if m != "nsga2"):
         hv_1, hv_u = medians[method]
         both = hv_1 >= goal[0] and hv_u >= goal[1]
-        lines.append(f"| {number + 1} | {method} | {hv_1:.4f} | {hv_1 - goal[0]:+.4f} | {hv_u:.4f} | "
-                     f"{hv_u - goal[1]:+.4f} | {'yes' if both else 'no'} |")
+        lines.append(f"| {number + 1} | {method} | {hv_1:.4f} | {hv_1 - goal[0]:+.5f} | {hv_u:.4f} | "
+                     f"{hv_u - goal[1]:+.5f} | {'yes' if both else 'no'} |")
         family = next(f for f, is_it in FAMILIES.items() if is_it(method, study))
         ax.scatter(hv_1, hv_u, color=FAMILY_COLOURS[family], s=28, zorder=3,
                    label=family if family not in seen else None)
