@@ -1,4 +1,5 @@
-"""The hand-written subset selection of experiments/multifidelity_compare.py, against brute force."""
+"""experiments/multifidelity_compare.py: its hand-written subset selection against brute force, and the both-references
+section on a stand-in study."""
 
 import importlib.util
 from itertools import combinations
@@ -35,3 +36,35 @@ def test_in_box_counts_what_a_hypervolume_counts(compare):
     assert compare.in_box(F, 0.4) == 2  # 0.5 is past the error reference, 1.0 on the compression axis' edge
     assert compare.in_box(F, 1.0) == 3
     assert compare.best_subset_hv(F, 0, 0.4) == 0.0
+
+
+class StandIn:
+    """What `both_references` reads of a study: per method and reference, one test hypervolume per seed."""
+
+    title = "stand-in (LeNet"
+    nsga2 = 1000
+    old_methods = ("random", "nsga2")
+    HV = {"loop_a": {1.0: [0.70, 0.72, 0.71], 0.2: [0.052, 0.050, 0.051]},  # ahead at both in the median
+          "loop_b_useful3": {1.0: [0.69, 0.70, 0.69], 0.2: [0.055, 0.054, 0.056]},  # ahead at 0.2 only
+          "random": {1.0: [0.50, 0.52, 0.51], 0.2: [0.040, 0.041, 0.042]},
+          "nsga2": {1.0: [0.70, 0.71, 0.70], 0.2: [0.050, 0.051, 0.050]}}
+    methods = tuple(HV)
+
+    def seeds_of(self, method):
+        return [0, 1, 2]
+
+    def test_hv(self, method, seed, ref):
+        return self.HV[method][ref][seed]
+
+
+def test_both_references_marks_only_a_method_ahead_at_both(compare, tmp_path):
+    figure = tmp_path / "both.png"
+    lines = compare.both_references(StandIn(), (("1.0", 1.0), ("0.2", 0.2)), figure)
+    rows = {line.split(" | ")[1]: line.split(" | ") for line in lines if line.startswith("| ") and " | " in line}
+    assert rows["loop_a"][-1] == "yes |" and rows["loop_a"][3] == "+0.01000"
+    assert rows["loop_b_useful3"][-1] == "no |" and rows["loop_b_useful3"][5] == "+0.00500"
+    assert rows["random"][-1] == "no |"
+    assert rows["nsga2"][2] == "0.7000" and rows["nsga2"][4] == "0.0500"
+    assert figure.stat().st_size > 10_000  # a PNG was drawn
+    assert compare.FAMILIES["weighted both references (useful_weight)"]("loop_b_useful3", StandIn())
+    assert not compare.FAMILIES["weighted both references (useful_weight)"]("loop_a", StandIn())
