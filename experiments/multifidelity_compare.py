@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -218,22 +219,20 @@ def p_value(a, b) -> str:
 # how a method of the both-references figure is coloured, by what its name says it is (first match)
 FAMILIES = {
     "the compared study's own runs": lambda method, study: method in study.old_methods,
-    "weighted both references (useful_weight)": lambda method, study: method.rsplit("_", 1)[-1][:6] == "useful"
-                                                                      and method[-1].isdigit(),
+    "weighted both references (useful_weight)": lambda method, study: re.search(r"_useful\d+$", method),
     "aimed at the useful reference (all or half a batch)": lambda method, study: "useful" in method or "both" in method,
     "whole range": lambda method, study: True,
 }
 FAMILY_COLOURS = dict(zip(FAMILIES, ("tab:gray", "tab:red", "tab:orange", "tab:blue")))
 
 
-def both_references(study: Study, refs, figure: Path) -> list[str]:
-    """Each method's median test hypervolume at both error references, set against NSGA-II's on both at once: the
-    lines of a table, and a figure with one dot per method and NSGA-II's two medians as crosshairs, so a method that
-    meets NSGA-II at both lies in the upper right."""
+def both_references(study: Study, refs, medians: dict, figure: Path) -> list[str]:
+    """Each method's median test hypervolume at both error references (``medians``: method -> its two, in the order
+    of ``refs``), set against NSGA-II's on both at once: the lines of a table, and a figure with one dot per method
+    and NSGA-II's two medians as crosshairs, so a method that meets NSGA-II at both lies in the upper right."""
     (label_1, ref_1), (label_u, ref_u) = refs
-    medians = {m: [float(np.median([study.test_hv(m, s, ref) for s in study.seeds_of(m)])) for ref in (ref_1, ref_u)]
-               for m in study.methods}
     goal = medians["nsga2"]
+    numbered = [m for m in study.methods if m != "nsga2"]  # numbered from 1 in the table and the figure
     lines = ["## Both references at once", "",
              f"Each method's median test hypervolume at error reference {label_1} and at {label_u}, and how far it "
              f"stands from NSGA-II@{study.nsga2:,}'s median there (positive: ahead). The figure "
@@ -244,7 +243,7 @@ def both_references(study: Study, refs, figure: Path) -> list[str]:
     seen: set[str] = set()
     ax.axvline(goal[0], color="0.4", linestyle="--", linewidth=1)
     ax.axhline(goal[1], color="0.4", linestyle="--", linewidth=1)
-    for number, method in enumerate(m for m in study.methods if m != "nsga2"):
+    for number, method in enumerate(numbered):
         hv_1, hv_u = medians[method]
         both = hv_1 >= goal[0] and hv_u >= goal[1]
         lines.append(f"| {number + 1} | {method} | {hv_1:.4f} | {hv_1 - goal[0]:+.5f} | {hv_u:.4f} | "
@@ -263,7 +262,7 @@ def both_references(study: Study, refs, figure: Path) -> list[str]:
     box = np.array([medians[m] for m in near])
     ax.set_xlim(box[:, 0].min() - 0.002, box[:, 0].max() + 0.002)
     ax.set_ylim(box[:, 1].min() - 0.0003, box[:, 1].max() + 0.0003)
-    off = [str(n + 1) for n, m in enumerate(m for m in study.methods if m != "nsga2") if m not in near]
+    off = [str(n + 1) for n, m in enumerate(numbered) if m not in near]
     if off:
         ax.text(0.99, 0.01, "off the figure: " + ", ".join(off), transform=ax.transAxes, ha="right", fontsize=8)
     ax.grid(alpha=0.3)
@@ -290,6 +289,7 @@ def main() -> None:
              "Hypervolume of each run's validation front, its models scored on the test split "
              "(error, 1 + log10(params ratio) / 3), reference (e, 1). Each method's seeds: "
              + ", ".join(f"{m} {len(study.seeds_of(m))}" for m in study.methods) + ".", ""]
+    medians: dict[str, list[float]] = {}  # per method, its median test HV at each reference, for both_references
     for label, ref in refs:
         lines += [f"Error reference {label}:", "",
                   f"| method | evaluations (its front's) | test HV per seed | median | rank-sum p vs NSGA-II@{top} |",
@@ -297,13 +297,14 @@ def main() -> None:
         nsga = [study.test_hv("nsga2", s, ref) for s in seeds]
         for method in study.methods:
             values = [study.test_hv(method, s, ref) for s in study.seeds_of(method)]
+            medians.setdefault(method, []).append(float(np.median(values)))
             drawn = sorted({study.summary(method, s)["true_evaluations"] for s in study.seeds_of(method)})
             lines.append(f"| {method} | {', '.join(map(str, drawn))} | "
                          f"{', '.join(f'{v:.4f}' for v in values)} | {median(values)} | "
                          f"{'–' if method == 'nsga2' else p_value(values, nsga)} |")
         lines.append("")
 
-    lines += both_references(study, refs, study.new / "both_references.png")
+    lines += both_references(study, refs, medians, study.new / "both_references.png")
 
     thresholds = (1, 3, 10, 20, 30, 100, 300)
     lines += ["## Where along the front: the best test error at each compression", "",
