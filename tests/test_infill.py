@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -370,3 +375,20 @@ def test_a_search_refuses_an_error_weight_its_criterion_would_ignore():
                             error_weight=(0.3, 2.0))
     search = SurrogateSearch(3, 2, n_expensive=1, cheap=lambda X: X[:, :1], infill="ehvi-joint", error_weight=(0.3, 2))
     assert search.error_weight == (0.3, 2.0)
+
+
+def test_ehvi_compiles_nothing_and_ignores_a_stale_compile_lock(tmp_path):
+    # a torch extension build killed mid-compile leaves this lock file; BoTorch's JIT-compiled qLogEHVI kernel would
+    # wait on it for ever at the first acquisition
+    (tmp_path / "logei_fused_ext").mkdir()
+    (tmp_path / "logei_fused_ext" / "lock").touch()
+    code = ("import sys; sys.path.insert(0, sys.argv[1])\n"
+            "from test_infill import POOL, context\n"
+            "from surrogate_emo.infill import botorch_logei, make_infill\n"
+            "print(make_infill('ehvi').select(context(), POOL, 2).tolist(), botorch_logei._C is None)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    chosen, kernel_unloaded = done.stdout.rsplit(maxsplit=1)
+    assert chosen == str(make_infill("ehvi").select(context(), POOL, 2).tolist()) and kernel_unloaded == "True"
+    assert not (tmp_path / "logei_fused_ext" / "build.ninja").exists()
