@@ -37,7 +37,7 @@ from surrogate_emo.surrogates.base import Surrogate
 MC_SAMPLES = 128
 
 # BoTorch 0.18.1 and later JIT-compile a fused C++ kernel for qLogEHVI at the first acquisition (torch's
-# cpp_extension, under ~/.cache/torch_extensions). On 2 cores that is 40 s or more inside the first iteration, built
+# cpp_extension, under ~/.cache/torch_extensions). Here that took 31 to 47 s inside the first iteration, built
 # with -march=native, and torch waits without end on the lock file a process killed mid-compile leaves behind: after
 # one killed run, every later run and test hangs at its first acquisition. Marking the load as already tried (a
 # private flag, so only where it exists) keeps BoTorch's pure-PyTorch path, the same on every machine.
