@@ -10,7 +10,7 @@ Reads results/<model>_multifidelity/ and the study's folder; writes results/<mod
 ``shared``: the gp-f0 loops, NSGA-II@1000, random search@140 and BoTorch's qLogNEHVI@140 of
 results/lenet300_shared_base, every method of a seed on the same committed base model (its compare.md); random
 search carried on to 360 in results/lenet300_shared_peers_360 to meet the longest shortlist loops at equal steps,
-and BoTorch carried on there as far as its optimizer's time allowed (240 to 244 so far). ``fresh``: the half-epoch
+and BoTorch carried on there as far as its optimizer's time allowed (296 to 304 so far). ``fresh``: the half-epoch
 shortlist loop chosen on those five seeds against NSGA-II@1000 on seeds 5 and 6 (results/lenet300_fresh_seeds).
 Two error reference points: 1.0, and a useful one, the dense model's validation error + 10 points.
 """
