@@ -40,7 +40,7 @@ MC_SAMPLES = 128
 # cpp_extension, under ~/.cache/torch_extensions). Here that took 31 to 47 s inside the first iteration, built
 # with -march=native, and torch waits without end on the lock file a process killed mid-compile leaves behind: after
 # one killed run, every later run and test hangs at its first acquisition. Marking the load as already tried (a
-# private flag, so only where it exists) keeps BoTorch's pure-PyTorch path, the same on every machine.
+# private flag, so only where it exists) keeps BoTorch's pure-PyTorch path, one path on every machine.
 if hasattr(botorch_logei, "_load_attempted"):
     botorch_logei._load_attempted = True
 
